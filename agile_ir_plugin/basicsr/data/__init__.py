@@ -1,0 +1,1 @@
+"""See agile_ir_plugin.basicsr: modules here register themselves on import."""
