@@ -23,3 +23,11 @@ if _find_spec('basicsr'):
     _compat.apply_basicsr_fixes()
     from .basicsr import register_all as _register_all
     _register_all()
+
+
+def __getattr__(name):
+    # Lazy: the evaluation API imports BasicSR's metrics, which a pure-torch user may not want.
+    if name == 'evaluate':
+        from .evaluation import evaluate
+        return evaluate
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
