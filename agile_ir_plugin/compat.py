@@ -47,6 +47,121 @@ def fix_functional_tensor():
     tv_transforms.functional_tensor = shim
 
 
+# ---------------------------------------------------------------------------------------------
+# 2. basicsr.utils.dist_util.init_dist assumes CUDA + nccl: `_init_dist_pytorch` calls
+#    torch.cuda.set_device(rank % torch.cuda.device_count()).
+#    Prevents, on a CPU machine under torchrun: ZeroDivisionError: integer modulo by zero
+#    (no GPU) -- and, with GPUs on several nodes, picks the device from LOCAL_RANK, not RANK.
+#    Backend: nccl when CUDA is available, else gloo; `dist_params: {backend: ...}` in the options
+#    overrides it (BasicSR forwards dist_params only for slurm; tools/train.py hands them here).
+# ---------------------------------------------------------------------------------------------
+DIST_PARAMS = {}  # filled by the trainer from the options' `dist_params` before parse_options
+
+
+def _needs_dist_fix(dist_util):
+    import inspect
+    try:
+        src = inspect.getsource(dist_util._init_dist_pytorch)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return 'device_count()' in src and 'set_device' in src
+
+
+def init_dist(launcher, backend=None, **kwargs):
+    """Drop-in for BasicSR's ``init_dist`` that works on CPU (gloo) and picks LOCAL_RANK's GPU."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')  # as BasicSR does: CUDA state must not be forked into workers
+    params = {**DIST_PARAMS, **kwargs}
+    backend = params.pop('backend', None) or backend
+    if backend in (None, 'nccl') and not torch.cuda.is_available():
+        backend = 'gloo'  # nccl needs CUDA; an explicit non-nccl choice is kept
+    port = params.pop('port', None)
+    if launcher == 'slurm':
+        proc_id = int(os.environ['SLURM_PROCID'])
+        ntasks = int(os.environ['SLURM_NTASKS'])
+        ngpus = max(torch.cuda.device_count(), 1)
+        import subprocess
+        addr = subprocess.getoutput(f"scontrol show hostname {os.environ['SLURM_NODELIST']} | head -n1")
+        os.environ.setdefault('MASTER_ADDR', addr)
+        os.environ['MASTER_PORT'] = str(port or os.environ.get('MASTER_PORT', 29500))
+        os.environ.update(WORLD_SIZE=str(ntasks), RANK=str(proc_id),
+                          LOCAL_RANK=str(int(os.environ.get('SLURM_LOCALID', proc_id % ngpus))))
+    elif launcher != 'pytorch':
+        raise ValueError(f'Invalid launcher type: {launcher}')
+    if backend == 'nccl' or (torch.cuda.is_available() and backend != 'gloo'):
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend=backend, **params)
+
+
+def fix_init_dist():
+    from basicsr.utils import dist_util, options
+    if not _needs_dist_fix(dist_util) or not _once('init_dist_cpu_gloo'):
+        return
+    dist_util.init_dist = init_dist
+    options.init_dist = init_dist
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. BaseModel.model_to_device wraps DDP with device_ids=[torch.cuda.current_device()].
+#    Prevents, for CPU DDP (gloo): RuntimeError: Found no NVIDIA driver on your system
+#    (CUDA build of torch) / AssertionError: Torch not compiled with CUDA enabled (CPU build).
+# ---------------------------------------------------------------------------------------------
+def fix_ddp_cpu():
+    from basicsr.models.base_model import BaseModel
+    original = BaseModel.model_to_device
+    if getattr(original, '_agile_ir_fix', False) or not _once('ddp_on_cpu'):
+        return
+
+    def model_to_device(self, net):
+        if self.opt.get('dist') and self.device.type == 'cpu':
+            from torch.nn.parallel import DistributedDataParallel
+            net = net.to(self.device)
+            return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return original(self, net)
+
+    model_to_device._agile_ir_fix = True
+    BaseModel.model_to_device = model_to_device
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. BaseModel.get_optimizer knows only 'Adam'.
+#    Prevents: NotImplementedError: optimizer AdamW is not supperted yet.  (ESC and Restormer
+#    recipes use AdamW.)  Any class of torch.optim is accepted by its name; Adam stays as it was.
+# ---------------------------------------------------------------------------------------------
+def fix_optimizers():
+    from basicsr.models.base_model import BaseModel
+    original = BaseModel.get_optimizer
+    if getattr(original, '_agile_ir_fix', False):
+        return
+    try:  # feature detection: does BasicSR already accept a non-Adam optimizer?
+        import torch
+        original(None, 'AdamW', [torch.nn.Parameter(torch.zeros(1))], 1e-3)
+        return
+    except NotImplementedError:
+        pass
+    if not _once('torch_optim_by_name'):
+        return
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        import torch
+        cls = getattr(torch.optim, optim_type, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise NotImplementedError(f'optimizer {optim_type!r} is not a torch.optim optimizer '
+                                      f'(e.g. Adam, AdamW, SGD).')
+        return cls(params, lr, **kwargs)
+
+    get_optimizer._agile_ir_fix = True
+    BaseModel.get_optimizer = get_optimizer
+
+
 def apply_basicsr_fixes():
     """Fixes needed before and right after ``import basicsr``; idempotent."""
     fix_functional_tensor()
+    fix_init_dist()
+    fix_ddp_cpu()
+    fix_optimizers()

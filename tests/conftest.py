@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import agile_ir_plugin  # noqa: F401  (compat fixes before any test imports basicsr)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
 

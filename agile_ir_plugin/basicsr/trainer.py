@@ -1,0 +1,475 @@
+"""BasicSR training with exact resume, crash-safe checkpoints, pre-emption and NaN guards.
+
+This is BasicSR 1.4.2's ``train_pipeline`` flow (parse options -> resume state -> dirs and loggers
+-> dataloaders -> ``build_model`` -> iterate -> log / save / validate), built from BasicSR's own
+components (``parse_options``, ``build_dataset``, ``build_dataloader``, ``build_model``,
+``MessageLogger``, prefetchers, ``check_resume``, ``make_exp_dirs``).  The loop itself is ours
+because what users need lives inside it and BasicSR's loop has no seam for it:
+
+- **Exact resume**: the training state also records the batches consumed in the current epoch
+  and the RNG states; the sampler skips what was consumed, and every sample's augmentation is
+  seeded by ``(manual_seed, epoch, sample position)`` so it does not depend on which process or
+  worker loads it.  A run stopped at any iteration and resumed ends with the weights of an
+  uninterrupted run.  (BasicSR restarts the epoch and reseeds workers from scratch.)
+- **Crash-safe checkpoints**: weights and state are written to a staging folder, fsynced and
+  renamed into place, the ``.state`` last, so an interrupted save never replaces or shadows a
+  complete checkpoint.  Auto-resume takes the newest state whose weights load, and says which.
+- **Device-agnostic, safe loading**: states are loaded with ``weights_only=True`` onto the
+  current device (BasicSR calls ``torch.cuda.current_device()``, which fails on CPU).
+- **Pre-emption**: SIGTERM finishes the current iteration, saves, and exits with code 0.
+- **Numerical guard**: an optimizer step whose gradients are not finite is skipped and counted;
+  after ``train.max_bad_steps`` (default 10) consecutive bad steps the run stops with a message.
+"""
+import datetime
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import time
+from os import path as osp
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..checkpoint import load_checkpoint
+
+STATE_KEY = 'agile_ir'  # our additions inside a BasicSR training state
+
+
+# --------------------------------------------------------------------------------------------
+# Data order and augmentation that survive a restart
+# --------------------------------------------------------------------------------------------
+def _sampler_base():
+    from basicsr.data.data_sampler import EnlargedSampler
+    return EnlargedSampler
+
+
+class ResumableSampler(_sampler_base()):
+    """BasicSR's ``EnlargedSampler`` order (``randperm(total_size)`` seeded by the epoch, sliced by
+    rank) that can skip the samples already consumed in an epoch, and that yields
+    ``epoch * total_size + position`` so the dataset can seed each sample deterministically."""
+
+    def __init__(self, dataset, num_replicas, rank, ratio=1):
+        super().__init__(dataset, num_replicas, rank, ratio)
+        self.skip = 0
+
+    def set_epoch(self, epoch, skip=0):
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.epoch)
+        positions = torch.randperm(self.total_size, generator=g).tolist()
+        positions = positions[self.rank:self.total_size:self.num_replicas]
+        skip, self.skip = self.skip, 0
+        offset = self.epoch * self.total_size
+        return iter([offset + p for p in positions[skip:]])
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item ``epoch * total_size + position`` is ``dataset[position % len]``
+    loaded with ``random``, ``numpy`` and torch's CPU RNG seeded from ``(seed, epoch, position)``.
+    The caller's RNG states are restored afterwards, so the model's randomness is untouched."""
+
+    def __init__(self, dataset, seed, total_size):
+        self.dataset, self.seed, self.total_size = dataset, int(seed), int(total_size)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getattr__(self, name):  # datasets expose opt, paths, ... that loggers may read
+        if name == 'dataset':
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, code):
+        epoch, position = divmod(int(code), self.total_size)
+        sample_seed = int(np.random.SeedSequence([self.seed, epoch, position]).generate_state(1)[0])
+        py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            random.seed(sample_seed)
+            np.random.seed(sample_seed)
+            torch.default_generator.manual_seed(sample_seed)
+            return self.dataset[position % len(self.dataset)]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            torch.set_rng_state(torch_state)
+
+
+# --------------------------------------------------------------------------------------------
+# RNG states as plain tensors (so states load with weights_only=True)
+# --------------------------------------------------------------------------------------------
+def get_rng_states():
+    np_state = np.random.get_state()
+    states = {
+        'python': random.getstate(),
+        'numpy': [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        'torch': torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    random.setstate(_to_tuple(states['python']))
+    name, keys, pos, has_gauss, cached = states['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(states['torch'])
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: atomic save, verified resume
+# --------------------------------------------------------------------------------------------
+def _network_names(opt):
+    return [key.replace('network_', '') for key in opt if key.startswith('network_')]
+
+
+def _fsync_replace(src, dst):
+    with open(src, 'rb') as f:
+        os.fsync(f.fileno())
+    os.replace(src, dst)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(model, opt, epoch, current_iter, extra, logger):
+    """``model.save(epoch, current_iter)`` made atomic: BasicSR writes into a staging folder, we add
+    our resume info to the state, fsync every file and rename it into place, the state last.
+
+    Only rank 0 writes (BasicSR's save methods are ``master_only``)."""
+    if opt['rank'] != 0:
+        return
+    models_dir, states_dir = opt['path']['models'], opt['path']['training_states']
+    stage = osp.join(opt['path']['experiments_root'], f'.saving_{current_iter}')
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    model.opt['path']['models'] = model.opt['path']['training_states'] = stage
+    try:
+        model.save(epoch, current_iter)
+    finally:
+        model.opt['path']['models'], model.opt['path']['training_states'] = models_dir, states_dir
+    tag = 'latest' if current_iter == -1 else current_iter
+    weights = [f'net_{name}_{tag}.pth' for name in _network_names(opt)]
+    missing = [f for f in weights if not osp.isfile(osp.join(stage, f))]
+    if missing:  # BasicSR logs and gives up after its retries: never publish a partial checkpoint
+        shutil.rmtree(stage, ignore_errors=True)
+        raise RuntimeError(f'Could not write {missing} for iter {current_iter} (disk full or not writable?); '
+                           f'the previous checkpoints in {models_dir} are untouched.')
+    state_file = f'{current_iter}.state'
+    if current_iter != -1:
+        state = torch.load(osp.join(stage, state_file), map_location='cpu', weights_only=True)
+        state[STATE_KEY] = extra
+        _stall_for_tests('before_state_write')
+        torch.save(state, osp.join(stage, state_file))
+    for f in weights:
+        _fsync_replace(osp.join(stage, f), osp.join(models_dir, f))
+    _fsync_dir(models_dir)
+    if current_iter != -1:
+        _fsync_replace(osp.join(stage, state_file), osp.join(states_dir, state_file))
+        _fsync_dir(states_dir)
+    shutil.rmtree(stage, ignore_errors=True)
+    logger.info(f'Saved checkpoint of iter {tag}: {", ".join(weights)}'
+                + (f' + {state_file}' if current_iter != -1 else ''))
+
+
+def _stall_for_tests(point):
+    """Fault-injection hook: AGILE_IR_STALL_AT=<point> sleeps there so a test can kill us mid-save."""
+    if os.environ.get('AGILE_IR_STALL_AT') == point:
+        time.sleep(float(os.environ.get('AGILE_IR_STALL_SECONDS', '30')))
+
+
+def verify_state(opt, state_path):
+    """Load ``state_path`` and check its networks' weight files load; returns the state or raises."""
+    state = load_checkpoint(state_path)
+    for key in ('epoch', 'iter', 'optimizers', 'schedulers'):
+        if key not in state:
+            raise ValueError(f'{state_path} is not a BasicSR training state (no {key!r} key)')
+    for name in _network_names(opt):
+        load_checkpoint(osp.join(opt['path']['models'], f"net_{name}_{state['iter']}.pth"))
+    return state
+
+
+def find_resume_state(opt, logger):
+    """The state to resume from: ``path.resume_state`` if set, else with ``--auto_resume`` the newest
+    state in this experiment's ``training_states`` whose weights are complete."""
+    explicit = opt['path'].get('resume_state')
+    if explicit and not opt['auto_resume']:
+        return explicit, verify_state(opt, explicit)
+    if not opt['auto_resume']:
+        return None, None
+    states_dir = opt['path']['training_states']
+    if not osp.isdir(states_dir):
+        return None, None
+    candidates = []
+    for f in os.listdir(states_dir):
+        stem = f[:-len('.state')] if f.endswith('.state') else None
+        if stem is not None and stem.isdigit():
+            candidates.append(int(stem))
+    for it in sorted(candidates, reverse=True):
+        path = osp.join(states_dir, f'{it}.state')
+        try:
+            state = verify_state(opt, path)
+        except Exception as err:  # incomplete or corrupt: fall back to an older complete one
+            logger.warning(f'Auto-resume: skipping {path}: {err}')
+            continue
+        logger.info(f'Auto-resume: using {path} (newest complete state and weights).')
+        return path, state
+    return None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-emption and non-finite steps
+# --------------------------------------------------------------------------------------------
+class StopRequest:
+    """Set by SIGTERM; the loop saves and exits after the iteration in progress."""
+
+    def __init__(self):
+        self.requested = False
+
+    def install(self):
+        signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def agreed(self, opt):
+        """In DDP every rank must stop at the same iteration: any rank's request stops all."""
+        if not opt['dist']:
+            return self.requested
+        import torch.distributed as dist
+        flag = torch.tensor([1.0 if self.requested else 0.0])
+        if dist.get_backend() == 'nccl':
+            flag = flag.cuda()
+        dist.all_reduce(flag)
+        return flag.item() > 0
+
+
+class NonFiniteStepGuard:
+    """Wraps each optimizer's ``step``: non-finite gradients skip the step (grads cleared)."""
+
+    def __init__(self, model, max_bad, logger):
+        self.max_bad, self.logger = max_bad, logger
+        self.skipped, self.consecutive = 0, 0
+        self.current_iter = 0
+        for optimizer in model.optimizers:
+            optimizer.step = self._wrap(optimizer, optimizer.step)
+
+    def _wrap(self, optimizer, step):
+        def guarded_step(*args, **kwargs):
+            grads = [p.grad for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
+            finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+            if finite:
+                self.consecutive = 0
+                return step(*args, **kwargs)
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+            self.consecutive += 1
+            self.logger.warning(f'iter {self.current_iter}: non-finite loss or gradient, step skipped '
+                                f'({self.consecutive} in a row, {self.skipped} in total).')
+            return None
+        if hasattr(step, '_wrapped_by_lr_sched'):  # keep torch's "step before scheduler" bookkeeping
+            guarded_step._wrapped_by_lr_sched = step._wrapped_by_lr_sched
+        return guarded_step
+
+    def exhausted(self):
+        return self.max_bad > 0 and self.consecutive >= self.max_bad
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------
+def create_train_val_dataloader(opt, logger):
+    from basicsr.data import build_dataloader, build_dataset
+    train_loader = sampler = None
+    val_loaders = []
+    for phase, dataset_opt in opt['datasets'].items():
+        if phase == 'train':
+            ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
+            train_set = build_dataset(dataset_opt)
+            sampler = ResumableSampler(train_set, opt['world_size'], opt['rank'], ratio)
+            seeded = SeededSamples(train_set, opt['manual_seed'], sampler.total_size)
+            train_loader = build_dataloader(seeded, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
+                                            sampler=sampler, seed=opt['manual_seed'])
+            # the loader's own base-seed draws must not consume the global RNG the model uses
+            train_loader.generator = torch.Generator().manual_seed(opt['manual_seed'])
+            iters_per_epoch = sampler.num_samples // dataset_opt['batch_size_per_gpu']
+            if iters_per_epoch == 0:
+                raise ValueError(f"datasets.train: {len(train_set)} images x enlarge ratio {ratio} over "
+                                 f"{opt['world_size']} process(es) is fewer than batch_size_per_gpu="
+                                 f"{dataset_opt['batch_size_per_gpu']}: lower the batch size or raise "
+                                 'dataset_enlarge_ratio.')
+            logger.info(f"Training statistics:\n\tNumber of train images: {len(train_set)}"
+                        f"\n\tDataset enlarge ratio: {ratio}\n\tBatch size per gpu: {dataset_opt['batch_size_per_gpu']}"
+                        f"\n\tWorld size (gpu number): {opt['world_size']}\n\tIters per epoch: {iters_per_epoch}"
+                        f"\n\tTotal iters: {int(opt['train']['total_iter'])}.")
+        elif phase.split('_')[0] == 'val':
+            val_set = build_dataset(dataset_opt)
+            val_loaders.append(build_dataloader(val_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
+                                                sampler=None, seed=opt['manual_seed']))
+            logger.info(f'Number of val images/folders in {dataset_opt["name"]}: {len(val_set)}')
+        else:
+            raise ValueError(f'Dataset phase {phase} is not recognized.')
+    if train_loader is None:
+        raise ValueError("The options have no 'datasets: train:' section.")
+    return train_loader, sampler, val_loaders, iters_per_epoch
+
+
+def _make_prefetcher(loader, opt):
+    from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+    mode = opt['datasets']['train'].get('prefetch_mode')
+    if mode in (None, 'cpu'):
+        return CPUPrefetcher(loader)
+    if mode == 'cuda':
+        if opt['datasets']['train'].get('pin_memory') is not True:
+            raise ValueError('Please set pin_memory=True for CUDAPrefetcher.')
+        return CUDAPrefetcher(loader, opt)
+    raise ValueError(f"Wrong prefetch_mode {mode}. Supported ones are: None, 'cuda', 'cpu'.")
+
+
+def _init_tb_logger(opt):
+    from basicsr.utils import init_tb_logger, init_wandb_logger
+    logger_opt = opt['logger']
+    if logger_opt.get('wandb') is not None and logger_opt['wandb'].get('project') and 'debug' not in opt['name']:
+        init_wandb_logger(opt)
+    if logger_opt.get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+        return init_tb_logger(log_dir=osp.join(opt['root_path'], 'tb_logger', opt['name']))
+    return None
+
+
+def train_pipeline(root_path, opt=None, args=None):
+    from basicsr.models import build_model
+    from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
+                               make_exp_dirs, mkdir_and_rename)
+    from basicsr.utils.options import copy_opt_file, dict2str
+
+    from .options import parse_train_options
+    if opt is None:
+        opt, args = parse_train_options(root_path)
+    opt['root_path'] = root_path
+    torch.backends.cudnn.benchmark = True
+
+    # A console logger first, so resume decisions are visible; BasicSR's file logger joins below.
+    pre_logger = logging.getLogger('basicsr')
+    resume_path, resume_state = find_resume_state(opt, pre_logger)
+    if resume_state is not None:
+        opt['path']['resume_state'] = resume_path
+        check_resume(opt, resume_state['iter'])
+    else:
+        make_exp_dirs(opt)
+        if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+            mkdir_and_rename(osp.join(opt['root_path'], 'tb_logger', opt['name']))
+    copy_opt_file(args.opt, opt['path']['experiments_root'])
+
+    log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(dict2str(opt))
+    if resume_path:
+        logger.info(f'Resuming from {resume_path}')
+    tb_logger = _init_tb_logger(opt)
+
+    train_loader, sampler, val_loaders, iters_per_epoch = create_train_val_dataloader(opt, logger)
+    total_iters = int(opt['train']['total_iter'])
+
+    model = build_model(opt)
+    start_epoch, current_iter, epoch_iter = 0, 0, 0
+    if resume_state is not None:
+        model.resume_training(resume_state)  # optimizers and schedulers; weights came via check_resume
+        start_epoch, current_iter = resume_state['epoch'], resume_state['iter']
+        extra = resume_state.get(STATE_KEY)
+        if extra is not None:
+            epoch_iter = extra['epoch_iter']
+            set_rng_states(extra['rng'])
+        else:
+            logger.warning('This state was written by BasicSR itself: the epoch restarts from its first '
+                           'batch and RNG states are not restored (resume is not exact).')
+        logger.info(f'Resuming training from epoch: {start_epoch}, iter: {current_iter}.')
+
+    guard = NonFiniteStepGuard(model, int(opt['train'].get('max_bad_steps', 10)), logger)
+    stop = StopRequest()
+    stop.install()
+    msg_logger = MessageLogger(opt, current_iter, tb_logger)
+    data_timer, iter_timer = AvgTimer(), AvgTimer()
+    start_time = time.time()
+    save_freq = opt['logger']['save_checkpoint_freq']
+    val_opt = opt.get('val')
+    logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
+
+    epoch = start_epoch
+    while current_iter < total_iters:
+        sampler.set_epoch(epoch, skip=epoch_iter * opt['datasets']['train']['batch_size_per_gpu'])
+        prefetcher = _make_prefetcher(train_loader, opt)
+        train_data = prefetcher.next()
+        while train_data is not None and current_iter < total_iters:
+            data_timer.record()
+            current_iter += 1
+            epoch_iter += 1
+            guard.current_iter = current_iter
+            model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+            model.feed_data(train_data)
+            model.optimize_parameters(current_iter)
+            iter_timer.record()
+            if current_iter == 1:
+                msg_logger.reset_start_time()
+            if current_iter % opt['logger']['print_freq'] == 0:
+                log_vars = {'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
+                            'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time()}
+                log_vars.update(model.get_current_log())
+                msg_logger(log_vars)
+            if guard.exhausted():
+                raise RuntimeError(
+                    f'Stopped at iter {current_iter}: {guard.consecutive} consecutive steps had a non-finite loss '
+                    f'or gradient (train.max_bad_steps={guard.max_bad}). Checkpoints in {opt["path"]["models"]} '
+                    'are from before; lower the learning rate, check the data, or use fp32.')
+            preempt = stop.agreed(opt)
+            if current_iter % save_freq == 0 or preempt:
+                save_checkpoint(model, opt, epoch, current_iter,
+                                {'epoch_iter': epoch_iter, 'rng': get_rng_states(),
+                                 'skipped_steps': guard.skipped}, logger)
+            if preempt:
+                logger.info(f'SIGTERM: saved iter {current_iter}; exiting. Resume with --auto_resume.')
+                if tb_logger:
+                    tb_logger.close()
+                return {'stopped_at': current_iter, 'preempted': True}
+            if val_opt is not None and current_iter % val_opt['val_freq'] == 0:
+                for val_loader in val_loaders:
+                    model.validation(val_loader, current_iter, tb_logger, val_opt['save_img'])
+            data_timer.start()
+            iter_timer.start()
+            train_data = prefetcher.next()
+        if train_data is None:  # epoch finished
+            epoch += 1
+            epoch_iter = 0
+
+    logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
+    if guard.skipped:
+        logger.info(f'{guard.skipped} optimizer step(s) were skipped for non-finite gradients.')
+    logger.info('Save the latest model.')
+    save_checkpoint(model, opt, epoch, -1, None, logger)
+    if val_opt is not None:
+        for val_loader in val_loaders:
+            model.validation(val_loader, current_iter, tb_logger, val_opt['save_img'])
+    if tb_logger:
+        tb_logger.close()
+    return {'stopped_at': current_iter, 'preempted': False, 'model': model}
