@@ -18,6 +18,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
+def _first_line(err, limit):
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else 'empty message'
+
+
 def load_checkpoint(path, map_location='cpu', allow_pickle=None):
     """``torch.load`` with ``weights_only=True`` and actionable errors.
 
@@ -30,10 +35,13 @@ def load_checkpoint(path, map_location='cpu', allow_pickle=None):
     try:
         return torch.load(path, map_location=map_location, weights_only=not allow_pickle)
     except pickle.UnpicklingError as err:
+        if 'GLOBAL' not in str(err) and 'safe_globals' not in str(err):  # refused bytes, not a refused class
+            raise CheckpointError(f'{path} is truncated or corrupt and cannot be loaded '
+                                  f'(UnpicklingError: {_first_line(err, 160)}).') from None
         raise CheckpointError(
             f'{path} is a legacy pickle checkpoint that does not load with weights_only=True '
-            f'({str(err).splitlines()[0][:120]}). Loading it can run arbitrary code: only if you trust the file, '
+            f'({_first_line(err, 120)}). Loading it can run arbitrary code: only if you trust the file, '
             f'set {ALLOW_PICKLE_ENV}=1 (or pass allow_pickle=True).') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CheckpointError(f'{path} is truncated or corrupt and cannot be loaded ({type(err).__name__}: '
-                              f'{str(err).splitlines()[0][:160]}).') from None
+                              f'{_first_line(err, 160)}).') from None

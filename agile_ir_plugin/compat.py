@@ -125,6 +125,7 @@ def fix_ddp_cpu():
         return original(self, net)
 
     model_to_device._agile_ir_fix = True
+    model_to_device._agile_ir_original = original
     BaseModel.model_to_device = model_to_device
 
 
@@ -156,6 +157,7 @@ def fix_optimizers():
         return cls(params, lr, **kwargs)
 
     get_optimizer._agile_ir_fix = True
+    get_optimizer._agile_ir_original = original
     BaseModel.get_optimizer = get_optimizer
 
 

@@ -210,7 +210,7 @@ def verify_state(opt, state_path):
     return state
 
 
-def find_resume_state(opt, logger):
+def find_resume_state(opt, notes):
     """The state to resume from: ``path.resume_state`` if set, else with ``--auto_resume`` the newest
     state in this experiment's ``training_states`` whose weights are complete."""
     explicit = opt['path'].get('resume_state')
@@ -231,9 +231,9 @@ def find_resume_state(opt, logger):
         try:
             state = verify_state(opt, path)
         except Exception as err:  # incomplete or corrupt: fall back to an older complete one
-            logger.warning(f'Auto-resume: skipping {path}: {err}')
+            notes.append(('warning', f'Auto-resume: skipping {path}: {err}'))
             continue
-        logger.info(f'Auto-resume: using {path} (newest complete state and weights).')
+        notes.append(('info', f'Auto-resume: using {path} (newest complete state and weights).'))
         return path, state
     return None, None
 
@@ -294,6 +294,22 @@ class NonFiniteStepGuard:
 
     def exhausted(self):
         return self.max_bad > 0 and self.consecutive >= self.max_bad
+
+
+def check_ranks_agree(model, opt, logger):
+    """DDP sanity check at the end of training: every rank's weights equal rank 0's."""
+    import torch.distributed as dist
+    params = [p.detach().reshape(-1).double() for p in model.get_bare_model(model.net_g).parameters()]
+    flat = torch.cat(params)
+    device = flat.device if dist.get_backend() != 'nccl' else torch.device('cuda', torch.cuda.current_device())
+    probe = torch.stack([flat.sum(), (flat * torch.arange(1, flat.numel() + 1, dtype=flat.dtype,
+                                                           device=flat.device)).sum()]).to(device)
+    gathered = [torch.zeros_like(probe) for _ in range(opt['world_size'])]
+    dist.all_gather(gathered, probe)
+    if all(torch.equal(g, gathered[0]) for g in gathered):
+        logger.info(f"DDP check: all {opt['world_size']} ranks hold identical weights.")
+    else:
+        logger.warning(f'DDP check: ranks hold different weights: {[g.tolist() for g in gathered]}')
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,9 +385,8 @@ def train_pipeline(root_path, opt=None, args=None):
     opt['root_path'] = root_path
     torch.backends.cudnn.benchmark = True
 
-    # A console logger first, so resume decisions are visible; BasicSR's file logger joins below.
-    pre_logger = logging.getLogger('basicsr')
-    resume_path, resume_state = find_resume_state(opt, pre_logger)
+    notes = []  # resume decisions, logged once BasicSR's logger exists (it needs the experiment dir)
+    resume_path, resume_state = find_resume_state(opt, notes)
     if resume_state is not None:
         opt['path']['resume_state'] = resume_path
         check_resume(opt, resume_state['iter'])
@@ -385,8 +400,8 @@ def train_pipeline(root_path, opt=None, args=None):
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
     logger.info(get_env_info())
     logger.info(dict2str(opt))
-    if resume_path:
-        logger.info(f'Resuming from {resume_path}')
+    for level, note in notes:
+        getattr(logger, level)(note)
     tb_logger = _init_tb_logger(opt)
 
     train_loader, sampler, val_loaders, iters_per_epoch = create_train_val_dataloader(opt, logger)
@@ -465,6 +480,8 @@ def train_pipeline(root_path, opt=None, args=None):
     logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start_time))}')
     if guard.skipped:
         logger.info(f'{guard.skipped} optimizer step(s) were skipped for non-finite gradients.')
+    if opt['dist']:
+        check_ranks_agree(model, opt, logger)
     logger.info('Save the latest model.')
     save_checkpoint(model, opt, epoch, -1, None, logger)
     if val_opt is not None:

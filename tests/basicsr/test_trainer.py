@@ -1,0 +1,141 @@
+"""tools/train.py end to end on CPU: exact resume, auto-resume of the newest complete checkpoint,
+2-process gloo DDP.  A tiny BasicSR SwinIR (drop-path on, so the model's RNG matters) keeps each
+run to a few seconds; most of the time is interpreter start-up."""
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, dump_yaml, run_tool, write_sr_pairs
+
+
+def tiny_options(data_root, name, total_iter, batch=2, save_freq=1, workers=0):
+    lq = str(data_root / 'LR_bicubic' / 'X4')
+    gt = str(data_root / 'HR')
+    return {
+        'name': name, 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 'auto', 'manual_seed': 7,
+        'datasets': {
+            'train': {'name': 'tiny', 'type': 'PairedImageDataset', 'dataroot_gt': gt, 'dataroot_lq': lq,
+                      'filename_tmpl': '{}x4', 'io_backend': {'type': 'disk'}, 'gt_size': 32, 'use_hflip': True,
+                      'use_rot': True, 'num_worker_per_gpu': workers, 'batch_size_per_gpu': batch,
+                      'dataset_enlarge_ratio': 4, 'prefetch_mode': None},
+        },
+        'network_g': {'type': 'SwinIR', 'upscale': 4, 'in_chans': 3, 'img_size': 8, 'window_size': 4,
+                      'img_range': 1.0, 'depths': [2], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2,
+                      'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv', 'drop_path_rate': 0.5},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'ema_decay': 0.9, 'optim_g': {'type': 'AdamW', 'lr': 2e-3, 'weight_decay': 1e-4, 'betas': [0.9, 0.9]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [4, 8], 'gamma': 0.5},
+                  'total_iter': total_iter, 'warmup_iter': 2,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': save_freq, 'use_tb_logger': False},
+    }
+
+
+def weights(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:  # params and params_ema
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    # 3 images x enlarge 4 = 12 samples, batch 2 -> 6 iterations per epoch
+    return write_sr_pairs(tmp_path_factory.mktemp('data'), 4, n=3, size=(64, 64))
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_and_auto_resume_skips_incomplete(tmp_path, data_root):
+    opt = dump_yaml(tiny_options(data_root, 'exact', 10), tmp_path / 'opt.yml')
+
+    whole = tmp_path / 'whole'
+    whole.mkdir()
+    r = run_tool('train', ['-opt', str(opt)], cwd=whole)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    # first part stops mid-epoch (iter 7 = 2nd epoch, 1st batch) ...
+    r = run_tool('train', ['-opt', str(opt), '--force_yml', 'train:total_iter=7'], cwd=parts)
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = parts / 'experiments' / 'exact'
+    # ... and its last checkpoints are damaged: 7.state truncated, 6's weights gone
+    state7 = exp / 'training_states' / '7.state'
+    state7.write_bytes(state7.read_bytes()[:100])
+    (exp / 'models' / 'net_g_6.pth').unlink()
+    r = run_tool('train', ['-opt', str(opt), '--auto_resume'], cwd=parts)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stdout + r.stderr
+    assert re.search(r'skipping .*7\.state', log) and re.search(r'skipping .*6\.state', log), log[-3000:]
+    assert re.search(r'using .*5\.state', log), log[-3000:]
+    assert 'Resuming training from epoch: 0, iter: 5' in log
+
+    assert_same_weights(weights(whole / 'experiments' / 'exact' / 'models' / 'net_g_10.pth'),
+                        weights(exp / 'models' / 'net_g_10.pth'))
+    # the untouched older checkpoints are still there and complete
+    assert (exp / 'models' / 'net_g_5.pth').is_file() and (exp / 'training_states' / '5.state').is_file()
+
+
+def _logged_losses(text):
+    return [float(v) for v in re.findall(r'l_pix: ([0-9.e+-]+)', text)]
+
+
+@pytest.mark.slow
+def test_ddp_two_process_gloo_matches_single_process_batch(tmp_path, data_root):
+    """2 ranks x batch 1 == 1 process x batch 2 on the same samples: DDP averages gradients, BasicSR
+    reports the rank-averaged loss, and both ranks end with identical weights."""
+    opt = tiny_options(data_root, 'ddp', 4, batch=1, save_freq=4)
+    opt['train']['optim_g'] = {'type': 'SGD', 'lr': 0.05, 'momentum': 0.9}  # linear in the gradient
+    opt['network_g']['drop_path_rate'] = 0.0  # per-rank RNG streams differ from a single process
+    ddp_yml = dump_yaml(opt, tmp_path / 'ddp.yml')
+    single = dict(opt, name='single')
+    single['datasets'] = {'train': dict(opt['datasets']['train'], batch_size_per_gpu=2)}
+    single_yml = dump_yaml(single, tmp_path / 'single.yml')
+
+    r1 = run_tool('train', ['-opt', str(single_yml)], cwd=tmp_path)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29731',
+           str(REPO_ROOT / 'tools' / 'train.py'), '-opt', str(ddp_yml), '--launcher', 'pytorch']
+    r2 = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                        env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r2.returncode == 0, (r2.stdout + r2.stderr)[-4000:]
+    out = r2.stdout + r2.stderr
+    assert 'all 2 ranks hold identical weights' in out, out[-3000:]
+
+    losses_single, losses_ddp = _logged_losses(r1.stdout + r1.stderr), _logged_losses(out)
+    assert len(losses_single) == len(losses_ddp) == 4
+    assert losses_ddp == pytest.approx(losses_single, rel=1e-3)  # printed with 4 decimals
+    a = weights(tmp_path / 'experiments' / 'single' / 'models' / 'net_g_4.pth')['params']
+    b = weights(tmp_path / 'experiments' / 'ddp' / 'models' / 'net_g_4.pth')['params']
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=1e-5), name
+
+
+def test_num_gpu_auto_trains_on_cpu_and_resume_state_is_safe_to_load(tmp_path, data_root):
+    opt = dump_yaml(tiny_options(data_root, 'cpu', 2, save_freq=2), tmp_path / 'opt.yml')
+    r = run_tool('train', ['-opt', str(opt)], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(tmp_path / 'experiments' / 'cpu' / 'training_states' / '2.state', weights_only=True)
+    assert state['iter'] == 2 and state['agile_ir']['epoch_iter'] == 2
+    assert not list((tmp_path / 'experiments' / 'cpu').glob('.saving_*'))  # staging cleaned up
+
+
+def test_explicit_resume_state_that_is_corrupt_is_one_clear_error(tmp_path, data_root):
+    bad = tmp_path / 'bad.state'
+    bad.write_bytes(b'not a checkpoint')
+    opt = tiny_options(data_root, 'bad', 2)
+    opt['path']['resume_state'] = str(bad)
+    r = run_tool('train', ['-opt', str(dump_yaml(opt, tmp_path / 'opt.yml'))], cwd=tmp_path)
+    assert r.returncode != 0
+    assert 'bad.state is truncated or corrupt' in r.stderr
+    assert 'Traceback' not in r.stderr
+    assert bad.read_bytes() == b'not a checkpoint'
