@@ -19,22 +19,29 @@ def _peek_yaml(argv):
         with open(path) as f:
             return yaml.safe_load(f) or {}
     except FileNotFoundError:
-        raise SystemExit(f'Options file not found: {path}') from None
+        raise SystemExit(f'error: options file not found: {path}') from None
     except yaml.YAMLError as err:
-        raise SystemExit(f'Options file {path} is not valid YAML: {err}') from None
+        raise SystemExit(f'error: options file {path} is not valid YAML: {" ".join(str(err).split())}') from None
 
 
-def _parse(root_path, is_train):
+def _parse(root_path, is_train, argv=None):
+    """BasicSR's ``parse_options`` on ``argv`` (default ``sys.argv[1:]``; BasicSR reads sys.argv)."""
     from basicsr.utils.options import parse_options
-    raw = _peek_yaml(sys.argv[1:])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    raw = _peek_yaml(argv)
     compat.DIST_PARAMS.clear()
     compat.DIST_PARAMS.update(raw.get('dist_params') or {})
-    return parse_options(root_path, is_train=is_train)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else 'train.py', *argv]
+    try:
+        return parse_options(root_path, is_train=is_train)
+    finally:
+        sys.argv = saved
 
 
-def parse_train_options(root_path):
-    return _parse(root_path, True)
+def parse_train_options(root_path, argv=None):
+    return _parse(root_path, True, argv)
 
 
-def parse_test_options(root_path):
-    return _parse(root_path, False)
+def parse_test_options(root_path, argv=None):
+    return _parse(root_path, False, argv)

@@ -19,8 +19,20 @@ because what users need lives inside it and BasicSR's loop has no seam for it:
 - **Pre-emption**: SIGTERM finishes the current iteration, saves, and exits with code 0.
 - **Numerical guard**: an optimizer step whose gradients are not finite is skipped and counted;
   after ``train.max_bad_steps`` (default 10) consecutive bad steps the run stops with a message.
+  No checkpoint is written during a run of bad steps, so the newest one is the last good one.
+- **Preflight**: ``validation.validate_options`` checks datasets, pretrained weights and option
+  keys before anything is written (one actionable line per problem).
+- **Mixed precision**: ``train.amp: bf16 | fp16`` runs the generator's forward under
+  ``torch.autocast`` (loss and optimizer in fp32); fp16 adds a ``GradScaler`` whose state is part
+  of the training state, so resume stays exact.
+
+Fault injection (tests only): ``AGILE_IR_STALL_AT=<point>[@<iter>]`` makes the process announce
+``AGILE_IR_STALLED <point> <iter>`` on stderr and sleep there (``AGILE_IR_STALL_SECONDS``, default
+30) so a test can SIGKILL it at a known place; see ``STALL_POINTS``.
 """
+import contextlib
 import datetime
+import io
 import logging
 import math
 import os
@@ -35,6 +47,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..checkpoint import load_checkpoint
+from .validation import InputError, validate_options
 
 STATE_KEY = 'agile_ir'  # our additions inside a BasicSR training state
 
@@ -90,11 +103,20 @@ class SeededSamples(Dataset):
         epoch, position = divmod(int(code), self.total_size)
         sample_seed = int(np.random.SeedSequence([self.seed, epoch, position]).generate_state(1)[0])
         py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        index = position % len(self.dataset)
         try:
             random.seed(sample_seed)
             np.random.seed(sample_seed)
             torch.default_generator.manual_seed(sample_seed)
-            return self.dataset[position % len(self.dataset)]
+            return self.dataset[index]
+        except Exception as err:  # name the file: BasicSR says e.g. "'NoneType' has no attribute 'astype'"
+            paths = getattr(self.dataset, 'paths', None)
+            files = paths[index] if isinstance(paths, (list, tuple)) and index < len(paths) else f'sample {index}'
+            if isinstance(files, dict):
+                files = ', '.join(str(v) for v in files.values())
+            raise InputError(f'{files}: could not be loaded as a training sample ({type(err).__name__}: '
+                             f'{str(err).strip().splitlines()[0] if str(err).strip() else "no message"}); '
+                             'check or remove the file.') from err
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
@@ -166,7 +188,8 @@ def save_checkpoint(model, opt, epoch, current_iter, extra, logger):
     os.makedirs(stage)
     model.opt['path']['models'] = model.opt['path']['training_states'] = stage
     try:
-        model.save(epoch, current_iter)
+        with _torch_save_stall(current_iter):
+            model.save(epoch, current_iter)
     finally:
         model.opt['path']['models'], model.opt['path']['training_states'] = models_dir, states_dir
     tag = 'latest' if current_iter == -1 else current_iter
@@ -180,23 +203,91 @@ def save_checkpoint(model, opt, epoch, current_iter, extra, logger):
     if current_iter != -1:
         state = torch.load(osp.join(stage, state_file), map_location='cpu', weights_only=True)
         state[STATE_KEY] = extra
-        _stall_for_tests('before_state_write')
-        torch.save(state, osp.join(stage, state_file))
+        _stall_for_tests('before_state_write', current_iter)
+        _save_for_tests(state, osp.join(stage, state_file), 'inside_state_write', current_iter)
     for f in weights:
         _fsync_replace(osp.join(stage, f), osp.join(models_dir, f))
     _fsync_dir(models_dir)
+    _stall_for_tests('between_renames', current_iter)
     if current_iter != -1:
         _fsync_replace(osp.join(stage, state_file), osp.join(states_dir, state_file))
         _fsync_dir(states_dir)
+    _stall_for_tests('after_state_rename', current_iter)
     shutil.rmtree(stage, ignore_errors=True)
     logger.info(f'Saved checkpoint of iter {tag}: {", ".join(weights)}'
                 + (f' + {state_file}' if current_iter != -1 else ''))
 
 
-def _stall_for_tests(point):
-    """Fault-injection hook: AGILE_IR_STALL_AT=<point> sleeps there so a test can kill us mid-save."""
-    if os.environ.get('AGILE_IR_STALL_AT') == point:
+#: Where ``AGILE_IR_STALL_AT`` can stall, in the order they are reached in an iteration.
+STALL_POINTS = (
+    'after_step',            # the optimizer step is done, nothing of this iteration saved yet
+    'inside_weights_write',  # half of a net_*.pth written (in the staging folder)
+    'before_state_write',    # all weights in the staging folder, the .state not yet
+    'inside_state_write',    # half of the .state written (in the staging folder)
+    'between_renames',       # weights renamed into models/, the .state not yet published
+    'after_state_rename',    # checkpoint complete, staging folder not yet removed
+)
+
+
+def _stall_requested(point, current_iter):
+    spec = os.environ.get('AGILE_IR_STALL_AT')
+    if not spec:
+        return False
+    name, _, at = spec.partition('@')
+    return name == point and (not at or int(at) == current_iter)
+
+
+def _stall_for_tests(point, current_iter=None):
+    """Fault-injection hook: announce the point on stderr and sleep so a test can kill us there."""
+    if _stall_requested(point, current_iter):
+        import sys
+        sys.stderr.write(f'AGILE_IR_STALLED {point} {current_iter}\n')
+        sys.stderr.flush()
         time.sleep(float(os.environ.get('AGILE_IR_STALL_SECONDS', '30')))
+
+
+def _save_for_tests(obj, path, point, current_iter, save=torch.save):
+    """``torch.save``; under the ``point`` stall, write half of the bytes first and stall there."""
+    if not _stall_requested(point, current_iter):
+        return save(obj, path)
+    buffer = io.BytesIO()
+    save(obj, buffer)
+    with open(path, 'wb') as f:
+        f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+    _stall_for_tests(point, current_iter)
+    return save(obj, path)
+
+
+@contextlib.contextmanager
+def _torch_save_stall(current_iter):
+    """Route BasicSR's ``torch.save`` of weights through ``_save_for_tests`` (only when stalling)."""
+    if not _stall_requested('inside_weights_write', current_iter):
+        yield
+        return
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and str(f).endswith('.pth'):
+            return _save_for_tests(obj, f, 'inside_weights_write', current_iter, save=original)
+        return original(obj, f, *args, **kwargs)
+    torch.save = save
+    try:
+        yield
+    finally:
+        torch.save = original
+
+
+def remove_stale_staging(opt, notes):
+    """Staging folders left by a save that was killed hold nothing a complete checkpoint lacks."""
+    root = opt['path']['experiments_root']
+    if opt['rank'] != 0 or not osp.isdir(root):
+        return
+    for name in sorted(os.listdir(root)):
+        if name.startswith('.saving_'):
+            shutil.rmtree(osp.join(root, name), ignore_errors=True)
+            notes.append(('info', f'Removed {name} in {root}: the staging folder of an interrupted save.'))
 
 
 def verify_state(opt, state_path):
@@ -246,9 +337,15 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
+        self._previous = None
 
     def install(self):
-        signal.signal(signal.SIGTERM, self._handler)
+        self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def uninstall(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
     def _handler(self, signum, frame):
         self.requested = True
@@ -265,15 +362,28 @@ class StopRequest:
         return flag.item() > 0
 
 
-class NonFiniteStepGuard:
-    """Wraps each optimizer's ``step``: non-finite gradients skip the step (grads cleared)."""
+class TrainingStopped(RuntimeError):
+    """The run cannot usefully continue (e.g. too many non-finite steps); one-line message."""
 
-    def __init__(self, model, max_bad, logger):
+
+class NonFiniteStepGuard:
+    """Wraps each optimizer's ``step``: non-finite gradients skip the step (grads cleared).
+
+    ``skipped`` counts every skipped step, ``consecutive`` the current run of them (reset by a good
+    step); ``exhausted()`` once ``max_bad`` (``train.max_bad_steps``; 0 = never) are in a row."""
+
+    def __init__(self, model, max_bad, logger, skipped=0):
         self.max_bad, self.logger = max_bad, logger
-        self.skipped, self.consecutive = 0, 0
+        self.skipped, self.consecutive = skipped, 0
         self.current_iter = 0
         for optimizer in model.optimizers:
             optimizer.step = self._wrap(optimizer, optimizer.step)
+
+    def record_bad(self, what):
+        self.skipped += 1
+        self.consecutive += 1
+        self.logger.warning(f'iter {self.current_iter}: {what}, step skipped '
+                            f'({self.consecutive} in a row, {self.skipped} in total).')
 
     def _wrap(self, optimizer, step):
         def guarded_step(*args, **kwargs):
@@ -283,10 +393,7 @@ class NonFiniteStepGuard:
                 self.consecutive = 0
                 return step(*args, **kwargs)
             optimizer.zero_grad(set_to_none=True)
-            self.skipped += 1
-            self.consecutive += 1
-            self.logger.warning(f'iter {self.current_iter}: non-finite loss or gradient, step skipped '
-                                f'({self.consecutive} in a row, {self.skipped} in total).')
+            self.record_bad('non-finite loss or gradient')
             return None
         if hasattr(step, '_wrapped_by_lr_sched'):  # keep torch's "step before scheduler" bookkeeping
             guarded_step._wrapped_by_lr_sched = step._wrapped_by_lr_sched
@@ -294,6 +401,73 @@ class NonFiniteStepGuard:
 
     def exhausted(self):
         return self.max_bad > 0 and self.consecutive >= self.max_bad
+
+
+# --------------------------------------------------------------------------------------------
+# Mixed precision
+# --------------------------------------------------------------------------------------------
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+class MixedPrecision:
+    """``train.amp: bf16 | fp16`` for BasicSR models, without touching their ``optimize_parameters``.
+
+    The generator's forward (``net_g``, DDP wrapper included) runs under ``torch.autocast`` and its
+    output is returned in fp32, so the losses, the backward into the output, the optimizer and the
+    EMA stay fp32 (weights are fp32 throughout; only activations are half).  For fp16 a
+    ``torch.amp.GradScaler`` scales the gradient where it enters the network (a hook on the fp32
+    output: the same as scaling a loss that depends on the weights only through ``net_g``'s
+    output) and ``optimizer.step`` goes through ``scaler.step`` / ``scaler.update``; an overflow
+    step is skipped and counted by the ``NonFiniteStepGuard``.  The scaler's state is saved in the
+    training state, so a resumed fp16 run is exact.  fp16 needs a model with one optimizer (GAN
+    models step two): use bf16 there."""
+
+    def __init__(self, model, mode, guard):
+        self.mode, self.dtype, self.guard = mode, AMP_DTYPES[mode], guard
+        self.device_type = model.device.type
+        self.scaler = None
+        net = model.net_g
+        forward = net.forward
+        if mode == 'fp16':
+            if len(model.optimizers) != 1:
+                raise InputError(f'train.amp: fp16 supports models with one optimizer, got {len(model.optimizers)} '
+                                 f'({type(model).__name__}); use amp: bf16.')
+            self.scaler = torch.amp.GradScaler(self.device_type)
+            optimizer = model.optimizers[0]
+            optimizer.step = self._scaled_step(optimizer, optimizer.step)
+
+        def autocast_forward(*args, **kwargs):
+            with torch.autocast(self.device_type, dtype=self.dtype):
+                out = forward(*args, **kwargs)
+            out = out.float()
+            if self.scaler is not None and out.requires_grad:
+                out.register_hook(self.scaler.scale)
+            return out
+        net.forward = autocast_forward
+
+    def _scaled_step(self, optimizer, inner):
+        def step(*args, **kwargs):
+            optimizer.step = inner  # GradScaler.step calls optimizer.step once the grads are finite
+            try:
+                before = self.scaler.get_scale()
+                self.scaler.step(optimizer, *args, **kwargs)
+            finally:
+                optimizer.step = step
+            self.scaler.update()
+            if self.scaler.get_scale() < before:  # update() backs off only after an overflow
+                optimizer.zero_grad(set_to_none=True)
+                self.guard.record_bad(f'fp16 gradient overflow (loss scale now {self.scaler.get_scale():g})')
+            return None
+        if hasattr(inner, '_wrapped_by_lr_sched'):
+            step._wrapped_by_lr_sched = inner._wrapped_by_lr_sched
+        return step
+
+    def state_dict(self):
+        return {'mode': self.mode, 'scaler': self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state_dict(self, state):
+        if state and self.scaler is not None and state.get('scaler'):
+            self.scaler.load_state_dict(state['scaler'])
 
 
 def check_ranks_agree(model, opt, logger):
@@ -373,7 +547,20 @@ def _init_tb_logger(opt):
     return None
 
 
-def train_pipeline(root_path, opt=None, args=None):
+def train_pipeline(root_path, opt=None, args=None, argv=None):
+    """Train from BasicSR options (``argv``: the command line after the program name; default
+    ``sys.argv[1:]``).  Returns ``{'stopped_at', 'preempted', 'model'?}``; raises ``InputError`` /
+    ``CheckpointError`` for bad options, data or checkpoints (before anything is written) and
+    ``TrainingStopped`` after too many non-finite steps."""
+    stop = StopRequest()
+    stop.install()  # before anything slow: a SIGTERM from here on ends in a clean save or exit
+    try:
+        return _train(root_path, opt, args, argv, stop)
+    finally:
+        stop.uninstall()
+
+
+def _train(root_path, opt, args, argv, stop):
     from basicsr.models import build_model
     from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
                                make_exp_dirs, mkdir_and_rename)
@@ -381,12 +568,16 @@ def train_pipeline(root_path, opt=None, args=None):
 
     from .options import parse_train_options
     if opt is None:
-        opt, args = parse_train_options(root_path)
+        opt, args = parse_train_options(root_path, argv)
     opt['root_path'] = root_path
     torch.backends.cudnn.benchmark = True
 
     notes = []  # resume decisions, logged once BasicSR's logger exists (it needs the experiment dir)
     resume_path, resume_state = find_resume_state(opt, notes)
+    # preflight: nothing has been written yet; pretrained weights are not used when resuming
+    notes += [('warning', w) for w in validate_options(opt, check_weights=resume_state is None)]
+    if opt['auto_resume']:
+        remove_stale_staging(opt, notes)
     if resume_state is not None:
         opt['path']['resume_state'] = resume_path
         check_resume(opt, resume_state['iter'])
@@ -421,9 +612,15 @@ def train_pipeline(root_path, opt=None, args=None):
                            'batch and RNG states are not restored (resume is not exact).')
         logger.info(f'Resuming training from epoch: {start_epoch}, iter: {current_iter}.')
 
-    guard = NonFiniteStepGuard(model, int(opt['train'].get('max_bad_steps', 10)), logger)
-    stop = StopRequest()
-    stop.install()
+    extra = resume_state.get(STATE_KEY) if resume_state is not None else None
+    guard = NonFiniteStepGuard(model, int(opt['train'].get('max_bad_steps', 10)), logger,
+                               skipped=(extra or {}).get('skipped_steps', 0))
+    amp_mode = opt['train'].get('amp')
+    amp = MixedPrecision(model, amp_mode, guard) if amp_mode in AMP_DTYPES else None
+    if amp is not None:
+        amp.load_state_dict((extra or {}).get('amp'))
+        logger.info(f'Mixed precision: net_g forward under autocast({amp_mode}) on {amp.device_type}'
+                    + (', GradScaler' if amp.scaler is not None else '') + '.')
     msg_logger = MessageLogger(opt, current_iter, tb_logger)
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time = time.time()
@@ -432,6 +629,7 @@ def train_pipeline(root_path, opt=None, args=None):
     logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
 
     epoch = start_epoch
+    last_good_save = current_iter if resume_state is not None else None
     while current_iter < total_iters:
         sampler.set_epoch(epoch, skip=epoch_iter * opt['datasets']['train']['batch_size_per_gpu'])
         prefetcher = _make_prefetcher(train_loader, opt)
@@ -444,6 +642,7 @@ def train_pipeline(root_path, opt=None, args=None):
             model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
             model.feed_data(train_data)
             model.optimize_parameters(current_iter)
+            _stall_for_tests('after_step', current_iter)
             iter_timer.record()
             if current_iter == 1:
                 msg_logger.reset_start_time()
@@ -453,17 +652,26 @@ def train_pipeline(root_path, opt=None, args=None):
                 log_vars.update(model.get_current_log())
                 msg_logger(log_vars)
             if guard.exhausted():
-                raise RuntimeError(
-                    f'Stopped at iter {current_iter}: {guard.consecutive} consecutive steps had a non-finite loss '
-                    f'or gradient (train.max_bad_steps={guard.max_bad}). Checkpoints in {opt["path"]["models"]} '
-                    'are from before; lower the learning rate, check the data, or use fp32.')
+                if tb_logger:
+                    tb_logger.close()
+                kept = (f'the newest checkpoint in {opt["path"]["models"]} is the last good one (iter {last_good_save})'
+                        if last_good_save is not None else 'no checkpoint had been written')
+                raise TrainingStopped(
+                    f'stopped at iter {current_iter}: {guard.consecutive} consecutive steps had a non-finite loss '
+                    f'or gradient (train.max_bad_steps={guard.max_bad}; {guard.skipped} skipped in all); {kept}. '
+                    'Lower the learning rate, check the data, or train in fp32, then resume with --auto_resume.')
             preempt = stop.agreed(opt)
-            if current_iter % save_freq == 0 or preempt:
+            if (current_iter % save_freq == 0 or preempt) and guard.consecutive == 0:
                 save_checkpoint(model, opt, epoch, current_iter,
                                 {'epoch_iter': epoch_iter, 'rng': get_rng_states(),
-                                 'skipped_steps': guard.skipped}, logger)
+                                 'skipped_steps': guard.skipped,
+                                 'amp': amp.state_dict() if amp is not None else None}, logger)
+                last_good_save = current_iter
+            elif current_iter % save_freq == 0 or preempt:
+                logger.warning(f'iter {current_iter}: no checkpoint written: the last step was skipped as non-finite.')
             if preempt:
-                logger.info(f'SIGTERM: saved iter {current_iter}; exiting. Resume with --auto_resume.')
+                logger.info(f'SIGTERM: {"saved" if last_good_save == current_iter else "no checkpoint at"} iter '
+                            f'{current_iter}; exiting. Resume with --auto_resume.')
                 if tb_logger:
                     tb_logger.close()
                 return {'stopped_at': current_iter, 'preempted': True}
