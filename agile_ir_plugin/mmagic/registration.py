@@ -1,0 +1,32 @@
+"""Registration of the plugin's archs into MMagic's model registry (see the package docstring)."""
+from mmagic.registry import MODELS as MMAGIC_MODELS
+from mmengine.registry import Registry
+
+from .. import archs
+
+SCOPE = 'agile_ir_plugin'
+
+# A child of MMagic's MODELS: `type='agile_ir_plugin.X'` finds it from any mmagic-scoped build
+# (BaseEditModel builds its generator with mmagic.registry.MODELS), and a plain `type='X'` looked
+# up here falls back to MMagic's own models.  Created once per interpreter (module import cache).
+MODELS = Registry('model', parent=MMAGIC_MODELS, scope=SCOPE)
+
+
+def registered_names():
+    """{arch name: the type string that builds it from an MMagic config}."""
+    return {name: (name if MMAGIC_MODELS._module_dict.get(name) is cls else f'{SCOPE}.{name}')
+            for name, cls in archs.ARCHS.items()}
+
+
+def register_all():
+    """Register every arch of ``agile_ir_plugin.archs.ARCHS``; idempotent."""
+    # MMagic registers its models when `mmagic.models` is first imported (the registry's
+    # `locations`): import them now, so a name taken by MMagic is known before we register ours.
+    MMAGIC_MODELS.import_from_location()
+    for name, cls in archs.ARCHS.items():
+        if name not in MODELS._module_dict:
+            MODELS.register_module(name=name, module=cls)
+        # never shadow one of MMagic's own models (MMagic 1.2.0 ships a `Restormer`)
+        if name not in MMAGIC_MODELS._module_dict:
+            MMAGIC_MODELS.register_module(name=name, module=cls)
+    return registered_names()
