@@ -1,0 +1,213 @@
+"""GLMHA against an explicit einsum reference: low rank, calibration, reduction to CSA at full
+rank, the FLOP / parameter formulas against the counters, and finiteness at odd sizes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agile_ir_plugin.archs.glmha import GLMHA, resolve_rank
+from agile_ir_plugin.profiling import count_macs, count_params
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Reference comparisons in float64 at tight tolerance (restored after each test)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def naive_glmha(x, m, gates=None):
+    """GLMHA written out: q = W_q x, k = W_k (g_k * x), v = W_v (g_v * x) (then optional dw3x3),
+    per head softmax(T * <q_i/|q_i|, k_j/|k_j|>) over the r keys, out = W_o (A v) + b (+ pos)."""
+    B, C, H, W = x.shape
+    h, c, r, R = m.num_heads, m.head_dim, m.rank, m.low_rank_dim
+    w = m.qkv.weight[:, :, 0, 0]
+    b = m.qkv.bias if m.qkv.bias is not None else torch.zeros(C + 2 * R)
+    if gates is None:
+        gates = torch.ones(B, 2, C)
+    q = torch.einsum('oc,bchw->bohw', w[:C], x) + b[:C, None, None]
+    k = torch.einsum('oc,bchw->bohw', w[C:C + R], x * gates[:, 0, :, None, None]) + b[C:C + R, None, None]
+    v = torch.einsum('oc,bchw->bohw', w[C + R:], x * gates[:, 1, :, None, None]) + b[C + R:, None, None]
+    if m.qkv_dwconv is not None:
+        dw = m.qkv_dwconv
+        dwb = dw.bias if dw.bias is not None else torch.zeros(C + 2 * R)
+        q = F.conv2d(q, dw.weight[:C], dwb[:C], padding=1, groups=C)
+        k = F.conv2d(k, dw.weight[C:C + R], dwb[C:C + R], padding=1, groups=R)
+        v = F.conv2d(v, dw.weight[C + R:], dwb[C + R:], padding=1, groups=R)
+    q, k, v = q.reshape(B, h, c, H * W), k.reshape(B, h, r, H * W), v.reshape(B, h, r, H * W)
+    q = q / q.norm(dim=-1, keepdim=True)
+    k = k / k.norm(dim=-1, keepdim=True)
+    logits = torch.einsum('bhin,bhjn->bhij', q, k) * m.temperature
+    attn = logits.exp() / logits.exp().sum(-1, keepdim=True)
+    out = torch.einsum('bhij,bhjn->bhin', attn, v).reshape(B, C, H, W)
+    out = torch.einsum('oc,bchw->bohw', m.project_out.weight[:, :, 0, 0], out)
+    if m.project_out.bias is not None:
+        out = out + m.project_out.bias[:, None, None]
+    if m.pos_emb is not None:
+        out = out + m.pos_emb(x)
+    return out
+
+
+def naive_csa(x, w_qkv, w_dw, temperature, w_o, heads):
+    """Plain MDTA-style channel self-attention (full rank, no calibration), written out."""
+    B, C, H, W = x.shape
+    qkv = F.conv2d(torch.einsum('oc,bchw->bohw', w_qkv, x), w_dw, padding=1, groups=3 * C)
+    q, k, v = (t.reshape(B, heads, C // heads, H * W) for t in qkv.chunk(3, dim=1))
+    q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    attn = (torch.einsum('bhin,bhjn->bhij', q, k) * temperature).softmax(-1)
+    out = torch.einsum('bhij,bhjn->bhin', attn, v).reshape(B, C, H, W)
+    return torch.einsum('oc,bchw->bohw', w_o, out)
+
+
+def randomize(m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        m.temperature.copy_(torch.rand(m.temperature.shape, generator=g) * 3 + 0.5)
+    return m
+
+
+def assert_same_values_and_grads(m, ref_fn, x, atol=1e-10):
+    x1 = x.clone().requires_grad_()
+    out = m(x1)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    x2 = x.clone().requires_grad_()
+    ref = ref_fn(x2)
+    (ref * torch.linspace(-1, 1, ref.numel()).view_as(ref)).sum().backward()
+    torch.testing.assert_close(out, ref, atol=atol, rtol=1e-8)
+    torch.testing.assert_close(x1.grad, x2.grad, atol=atol, rtol=1e-8)
+    for n, p in m.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, atol=atol, rtol=1e-8, msg=f'grad of {n}')
+
+
+@pytest.mark.parametrize('fold', [True, False])
+@pytest.mark.parametrize('cfg', [
+    dict(dim=12, num_heads=3, rank=2, dwconv=True, bias=False),
+    dict(dim=12, num_heads=2, rank=3, dwconv=True, bias=True),
+    dict(dim=8, num_heads=1, rank=5, dwconv=False, bias=False, proj_bias=True, pos_emb=True),
+])
+def test_low_rank_matches_naive_reference_with_calibration(cfg, fold):
+    m = randomize(GLMHA(**cfg, fold_output=fold))
+    x = torch.randn(2, cfg['dim'], 6, 7)
+    gates = m.calibration(x)
+    assert not torch.allclose(gates, torch.ones_like(gates))  # calibration is active (random fc2)
+    assert_same_values_and_grads(m, lambda t: naive_glmha(t, m, m.calibration(t)), x)
+
+
+def test_calibration_starts_as_identity_and_is_instance_dependent():
+    m = GLMHA(16, 2, rank=3)
+    x = torch.randn(3, 16, 5, 5)
+    torch.testing.assert_close(m.calibration(x), torch.ones(3, 2, 16), atol=0, rtol=0)
+    static = GLMHA(16, 2, rank=3, calibration=False)
+    static.load_state_dict({k: v for k, v in m.state_dict().items() if 'calibration' not in k})
+    torch.testing.assert_close(m(x), static(x), atol=1e-12, rtol=0)
+    randomize(m)
+    gates = m.calibration(x)
+    assert (gates > 0).all() and (gates < 2).all()
+    assert not torch.allclose(gates[0], gates[1])  # different images, different projections
+    # the gates act on the inputs of K/V only: queries are the same with or without them
+    torch.testing.assert_close(m._project(x)[:, :16], F.conv2d(x, m.qkv.weight[:16]), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize('heads', [1, 3])
+def test_full_rank_identity_calibration_is_plain_csa(heads):
+    """r = c with identity calibration and the CSA's own weights: exactly MDTA-style CSA."""
+    C = 12
+    g = torch.Generator().manual_seed(1)
+    w_qkv, w_dw = torch.randn(3 * C, C, generator=g) * 0.3, torch.randn(3 * C, 1, 3, 3, generator=g) * 0.3
+    w_o, temperature = torch.randn(C, C, generator=g) * 0.3, torch.rand(heads, 1, 1, generator=g) * 3 + 0.5
+    m = GLMHA(C, heads, reduction=1)
+    assert m.rank == C // heads
+    with torch.no_grad():
+        m.qkv.weight.copy_(w_qkv[:, :, None, None])
+        m.qkv_dwconv.weight.copy_(w_dw)
+        m.project_out.weight.copy_(w_o[:, :, None, None])
+        m.temperature.copy_(temperature)
+    x = torch.randn(2, C, 5, 9)
+    torch.testing.assert_close(m(x), naive_csa(x, w_qkv, w_dw, temperature, w_o, heads), atol=1e-10, rtol=1e-8)
+
+
+def test_cost_formulas_match_counters_and_fall_with_rank():
+    """Counted on the meta device (shapes only, no arithmetic), so large widths cost nothing."""
+    H, W = 16, 12
+    for cfg in [dict(dim=48, num_heads=1), dict(dim=96, num_heads=2, bias=True),
+                dict(dim=31, num_heads=1, dwconv=False, proj_bias=True, pos_emb=True),
+                dict(dim=62, num_heads=2, dwconv=False, proj_bias=True, pos_emb=True, calibration=False),
+                dict(dim=24, num_heads=4, fold_output=False)]:
+        c = cfg['dim'] // cfg['num_heads']
+        macs, params = [], []
+        for rank in range(c, 0, -max(1, c // 6)):
+            with torch.device('meta'):
+                m = GLMHA(**cfg, rank=rank)
+                counted = count_macs(m, torch.empty(1, cfg['dim'], H, W))
+            assert counted == m.macs(H, W), (cfg, rank)
+            assert count_params(m) == m.num_params_formula(), (cfg, rank)
+            macs.append(counted)
+            params.append(count_params(m))
+        assert all(a > b for a, b in zip(macs, macs[1:])), (cfg, macs)
+        assert all(a > b for a, b in zip(params, params[1:])), (cfg, params)
+
+
+def test_half_rank_is_cheaper_than_the_csa_it_replaces():
+    """Against plain CSA of the same width (counted, not from the formula): MDTA = 1x1 to 3C,
+    dw3x3, attention, 1x1 out."""
+    C, heads, H, W = 48, 2, 32, 32
+
+    class CSA(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = torch.nn.Conv2d(C, 3 * C, 1, bias=False)
+            self.dw = torch.nn.Conv2d(3 * C, 3 * C, 3, padding=1, groups=3 * C, bias=False)
+            self.out = torch.nn.Conv2d(C, C, 1, bias=False)
+            self.t = torch.nn.Parameter(torch.ones(heads, 1, 1))
+
+        def forward(self, x):
+            return naive_csa(x, self.qkv.weight[:, :, 0, 0], self.dw.weight, self.t, self.out.weight[:, :, 0, 0], heads)
+
+    with torch.device('meta'):
+        m, csa, x = GLMHA(C, heads, reduction=2), CSA(), torch.empty(1, C, H, W)
+    assert count_macs(m, x) < 0.6 * count_macs(csa, x)
+    # 2C(C - R) fewer 1x1 weights for K/V, more than the calibration network adds
+    assert count_params(m) < count_params(csa) - C * C // 2
+
+
+@pytest.mark.parametrize('size', [(1, 1), (3, 5), (7, 13), (17, 9)])
+@pytest.mark.parametrize('cfg', [dict(dwconv=True), dict(dwconv=False, pos_emb=True, proj_bias=True)])
+def test_finite_values_and_grads_at_odd_sizes(size, cfg):
+    torch.manual_seed(0)
+    m = GLMHA(16, 2, reduction=4, **cfg)
+    with torch.no_grad():
+        m.calibration.fc2.weight.normal_()
+    x = torch.randn(2, 16, *size, requires_grad=True)
+    out = m(x)
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    for n, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    assert m.calibration.fc1.weight.grad.abs().sum() > 0  # the guidance is trained
+
+
+def test_constant_input_is_finite():
+    """Zero-variance maps make |q| = 0: the eps clamp (F.normalize semantics) keeps it finite."""
+    m = GLMHA(8, 2, rank=2, dwconv=False)
+    x = torch.zeros(1, 8, 4, 4, requires_grad=True)
+    out = m(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match='divisible'):
+        GLMHA(10, 3)
+    with pytest.raises(ValueError, match='rank'):
+        GLMHA(8, 2, rank=5)
+    with pytest.raises(ValueError, match='reduction'):
+        resolve_rank(8, reduction=0.5)
+    with pytest.raises(ValueError, match='channels'):
+        GLMHA(8, 2)(torch.randn(1, 6, 4, 4))
+    assert resolve_rank(31, reduction=2) == 16 and resolve_rank(31, rank=7) == 7 and resolve_rank(3, reduction=8) == 1
