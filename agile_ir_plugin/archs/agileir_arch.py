@@ -413,15 +413,19 @@ class AgileIR(nn.Module):
     def geometry(self, h, w, device, dtype):
         """Per padded size, built once and cached: the Swin shift mask (nW, N, N) and, for the
         regular and the shifted layers, the token permutation into windows and its inverse."""
+        if not (isinstance(h, int) and isinstance(w, int)):  # symbolic sizes (ONNX/compile tracing)
+            return self._build_geometry(h, w, device, dtype)
         key = (h, w, str(device), dtype)
         if key not in self._geometry_cache:
             if len(self._geometry_cache) >= 16:
                 self._geometry_cache.clear()
-            ws, shift = self.window_size, self.window_size // 2
-            geo = {0: window_order(h, w, ws, 0, device), shift: window_order(h, w, ws, shift, device),
-                   'mask': shifted_window_mask(h, w, ws, shift, device=device).to(dtype)}
-            self._geometry_cache[key] = geo
+            self._geometry_cache[key] = self._build_geometry(h, w, device, dtype)
         return self._geometry_cache[key]
+
+    def _build_geometry(self, h, w, device, dtype):
+        ws, shift = self.window_size, self.window_size // 2
+        return {0: window_order(h, w, ws, 0, device), shift: window_order(h, w, ws, shift, device),
+                'mask': shifted_window_mask(h, w, ws, shift, device=device).to(dtype)}
 
     def shift_mask(self, h, w, device, dtype):
         """The cached shift mask of a padded (h, w) input."""

@@ -126,9 +126,12 @@ def official_rpe_index(window_size, device):
     (query - key) ``relative_position_index``; cached per (window, device).
     """
     key = (window_size, str(device))
-    if key not in _RPE_INDEX:
-        _RPE_INDEX[key] = relative_position_index(window_size).t().reshape(-1).to(device)
-    return _RPE_INDEX[key]
+    if key in _RPE_INDEX:
+        return _RPE_INDEX[key]
+    index = relative_position_index(window_size).t().reshape(-1).to(device)
+    if not torch.compiler.is_compiling():  # a tensor made while tracing must not outlive the trace
+        _RPE_INDEX[key] = index
+    return index
 
 
 class WindowAttention(nn.Module):

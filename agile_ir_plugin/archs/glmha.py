@@ -62,7 +62,6 @@ against plain CSA (MDTA / S-MSA): ``N [4 C^2 + 2 C c + 27 d C + 18 p C]`` MACs a
 calibration and r = c, GLMHA computes exactly CSA (tested), loading the CSA's qkv/out weights.
 ``GLMHA.macs(H, W)`` and ``GLMHA.num_params_formula()`` return the formulas for one instance.
 """
-import math
 
 import torch
 import torch.nn as nn

@@ -34,7 +34,6 @@ import contextlib
 import datetime
 import io
 import logging
-import math
 import os
 import random
 import shutil

@@ -22,7 +22,6 @@ step time, and a proxy deraining run (host vs GLMHA, same seed, data and iterati
   host and GLMHA start from that seed and see the same batches in the same order; several seeds
   show how large the seed-to-seed spread is next to the host-vs-GLMHA difference.
 """
-import math
 import time
 from pathlib import Path
 
