@@ -77,7 +77,11 @@ def test_sigkill_anywhere_loses_nothing_and_resume_is_bitwise_exact(tmp_path, se
     for n, (point, at) in enumerate(PLAN):
         log = tmp_path / f'run{n}.log'
         if point == 'timed':
-            run = server.start(argv, tmp_path, log)
+            # a backstop stall 3 iterations ahead keeps the run alive for the kill however fast the
+            # machine is (without it a fast machine finished all iterations before the kill landed)
+            backstop = max(complete_checkpoints(exp), default=0) + 3
+            run = server.start(argv, tmp_path, log,
+                               env={'AGILE_IR_STALL_AT': f'after_step@{backstop}', 'AGILE_IR_STALL_SECONDS': 120})
             start = resumed_from(run.wait_for(r'Start training from epoch: \d+, iter: \d+').string)
             if run.wait_for(rf'iter:\s+{start + 1},') is None:
                 pytest.fail(f'run {n} ended before its first iteration:\n{run.text()[-3000:]}')
