@@ -257,8 +257,6 @@ def test_swinir_light_test_options_match_train():
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['train_agileir_x4.yml', 'train_swinir_light_x4.yml'])
 def test_options_smoke_train(name, sr_pairs, tmp_path):
-    if not (REPO_ROOT / 'tools' / 'train.py').exists():
-        pytest.skip('tools/train.py not written yet')
     root = sr_pairs(4, n=2, size=(64, 64))
     opt = shrink_sr_options(load_yaml(OPTIONS / name), root, scale=4, iters=2, gt_size=32, name='smoke')
     path = dump_yaml(opt, tmp_path / name)
