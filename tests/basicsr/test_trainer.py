@@ -2,7 +2,7 @@
 2-process gloo DDP.  A tiny BasicSR SwinIR (drop-path on, so the model's RNG matters) keeps each
 run to a few seconds; most of the time is interpreter start-up."""
 import re
-import shutil
+import socket
 import subprocess
 import sys
 
@@ -103,7 +103,10 @@ def test_ddp_two_process_gloo_matches_single_process_batch(tmp_path, data_root):
 
     r1 = run_tool('train', ['-opt', str(single_yml)], cwd=tmp_path)
     assert r1.returncode == 0, r1.stderr[-3000:]
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29731',
+    with socket.socket() as sock:  # a free port, so parallel or repeated runs do not collide
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
            str(REPO_ROOT / 'tools' / 'train.py'), '-opt', str(ddp_yml), '--launcher', 'pytorch']
     r2 = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                         env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
