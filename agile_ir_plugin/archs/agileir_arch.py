@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.attention import attention
-from ..ops.window import relative_position_index, shifted_window_mask, window_partition
+from ..ops.window import pad_to_multiple, relative_position_index, shifted_window_mask, window_partition
 
 __all__ = ['AgileIR']
 
@@ -432,12 +432,7 @@ class AgileIR(nn.Module):
         return self.geometry(h, w, device, dtype)['mask']
 
     def _pad(self, x):
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.window_size, (-w) % self.window_size
-        if ph or pw:
-            mode = 'reflect' if ph < h and pw < w else 'replicate'
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        return x
+        return pad_to_multiple(x, self.window_size)
 
     def forward_features(self, x):
         """(B, C, H, W) feature map, H and W multiples of the window -> same shape."""

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.attention import attention
+from ..ops.window import pad_to_multiple
 from .glmha import GLMHA, CalibrationNetwork
 
 __all__ = ['MSTPlusPlus']
@@ -238,10 +239,7 @@ class MSTPlusPlus(nn.Module):
 
     def forward(self, x):
         H, W = x.shape[-2:]
-        pad_h, pad_w = -H % 8, -W % 8
-        if pad_h or pad_w:
-            mode = 'reflect' if pad_h < H and pad_w < W else 'replicate'
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = pad_to_multiple(x, 8)
         x = self.conv_in(x)
         out = self.conv_out(self.body(x)) + x
         return out[..., :H, :W]

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.attention import attention
+from ..ops.window import pad_to_multiple
 from .glmha import GLMHA
 
 __all__ = ['Restormer']
@@ -226,10 +227,7 @@ class Restormer(nn.Module):
 
     def forward(self, inp_img):
         H, W = inp_img.shape[-2:]
-        pad_h, pad_w = -H % 8, -W % 8
-        if pad_h or pad_w:
-            mode = 'reflect' if pad_h < H and pad_w < W else 'replicate'
-            inp_img = F.pad(inp_img, (0, pad_w, 0, pad_h), mode=mode)
+        inp_img = pad_to_multiple(inp_img, 8)
 
         inp_enc_level1 = self.patch_embed(inp_img)
         out_enc_level1 = self.encoder_level1(inp_enc_level1)

@@ -18,7 +18,8 @@
 import math
 
 import torch
-import torch.nn.functional as F
+
+from ..ops.window import pad_to_multiple
 
 
 def pad_multiple_of(model, override=None):
@@ -38,10 +39,7 @@ def padded_forward(model, x, scale, multiple=1):
     """``model(x)`` with ``x`` padded at the bottom/right to a multiple of ``multiple`` (reflect,
     replicate where the image is too small to reflect), output cropped to ``scale`` x input size."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h or pad_w:
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    x = pad_to_multiple(x, multiple)
     out = model(x)
     expected = (x.shape[-2] * scale, x.shape[-1] * scale)
     if tuple(out.shape[-2:]) != expected:

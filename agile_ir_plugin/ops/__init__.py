@@ -1,4 +1,4 @@
 """Attention backends and window utilities shared by the archs (pure torch)."""
 from .attention import attention, available_backends, resolve_backend  # noqa: F401
-from .window import (relative_position_index, shifted_window_mask, window_partition,  # noqa: F401
+from .window import (pad_to_multiple, relative_position_index, shifted_window_mask, window_partition,  # noqa: F401
                      window_reverse)

@@ -1,5 +1,17 @@
 """Window partition/merge, relative-position indices and shifted-window masks (Swin style)."""
 import torch
+import torch.nn.functional as F
+
+
+def pad_to_multiple(x, multiple):
+    """Pad (..., H, W) at the bottom/right to multiples of ``multiple``: reflect, or replicate
+    where the image is too small to reflect.  Callers crop their output back."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x
 
 
 def window_partition(x, window_size):
