@@ -12,6 +12,19 @@ and ``leaderboard.json`` (one row per model x dataset x scale) to ``--out``, and
 ``--save-images`` the 8-bit SR outputs to ``--out/images/<model>/<dataset>/X<scale>/``.
 Conventions (Y channel, border = scale, mod-crop, 8-bit rounding, LPIPS, memory): docs/evaluation.md.
 Arch names: ``agile_ir_plugin.archs.ARCHS``, BasicSR's ARCH_REGISTRY, or ``bicubic``.
+
+Spectral mode (RGB -> hyperspectral cube, e.g. MST++; NTIRE 2022 MRAE / RMSE / PSNR through
+``agile_ir_plugin.evaluation.evaluate_spectral``), one row per model x dataset:
+
+    python tools/leaderboard.py --task spectral --arch MSTPlusPlus --ckpt mstpp.pth \\
+        --gt-dir ARAD_1K/Train_Spec --rgb-dir ARAD_1K/Train_RGB --meta-info ARAD_1K/split_txt/valid_list.txt \\
+        [--crop-border 128] [--dataset-name NTIRE2022] [--efficiency]
+    python tools/leaderboard.py -opt options/test_mstpp_ntire.yml [--gt-dir .. --rgb-dir ..]
+
+It is chosen by ``--task spectral`` or automatically for an options file with an ``HSIDataset`` test
+dataset (or ``SpectralModel`` / ``MSTPlusPlus``), for ``--arch MSTPlusPlus`` and when ``--gt-dir``
+is given.  ``--crop-border`` defaults to the options file's metric ``crop_border``, else 128
+(NTIRE 2022); ``--efficiency`` measures a 1x3x256x256 RGB input (scale 1).
 """
 import argparse
 import datetime
@@ -45,7 +58,8 @@ def parse_args(argv):
     p.add_argument('--self-ensemble', action='store_true', help='x8 geometric self-ensemble')
     p.add_argument('--metrics', nargs='+', default=['psnr', 'ssim'],
                    help='psnr ssim psnr_rgb ssim_rgb lpips (default: psnr ssim)')
-    p.add_argument('--crop-border', type=int, help='pixels cropped on each side (default: scale)')
+    p.add_argument('--crop-border', type=int, help='pixels cropped on each side (default: scale; spectral: the '
+                   'options file\'s, else 128)')
     p.add_argument('--lpips-net', default='alex', help='LPIPS backbone: alex, vgg, squeeze')
     p.add_argument('--lpips-weights', help='local torchvision backbone weights for LPIPS (default: TORCH_HOME cache)')
     p.add_argument('--efficiency', action='store_true',
@@ -55,6 +69,17 @@ def parse_args(argv):
     p.add_argument('--out', default='results/leaderboard', help='output folder (default: results/leaderboard)')
     p.add_argument('--save-images', action='store_true', help='save SR images under OUT/images/')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    s = p.add_argument_group('spectral mode (RGB -> hyperspectral cube, NTIRE 2022 MRAE / RMSE / PSNR)')
+    s.add_argument('--task', choices=('sr', 'spectral'),
+                   help='sr or spectral (default: spectral for HSIDataset options files, --arch MSTPlusPlus or '
+                   '--gt-dir, else sr)')
+    s.add_argument('--gt-dir', help='folder of hyperspectral .mat cubes (ARAD_1K Train_Spec)')
+    s.add_argument('--rgb-dir', help='folder of the RGB images of the same names (ARAD_1K Train_RGB)')
+    s.add_argument('--meta-info', help='list of the image names to score, one a line (e.g. split_txt/valid_list.txt; '
+                   'default: every cube of --gt-dir)')
+    s.add_argument('--mat-key', help='variable holding the cube in the .mat files (default: cube)')
+    s.add_argument('--rgb-norm', choices=('minmax', '255'), help='RGB normalisation (default: minmax, as MST++)')
+    s.add_argument('--dataset-name', help='dataset name in the table (default: NTIRE2022)')
     args = p.parse_args(argv)
     if not args.opt and not args.arch:
         p.error('give --arch (with --ckpt) or -opt options.yml')
@@ -117,22 +142,187 @@ def models_from_options(path, args):
                  extra=extra)]
 
 
-def run(args):
-    import torch
+SPECTRAL_ARCHS = ('MSTPlusPlus', )
+SPECTRAL_FLAGS = ('gt_dir', 'rgb_dir', 'meta_info', 'mat_key', 'rgb_norm', 'dataset_name')
 
-    import agile_ir_plugin  # noqa: F401  (compat fixes + registries before BasicSR)
-    from agile_ir_plugin.evaluation import build_model, evaluate, load_weights, write_report
-    from agile_ir_plugin.profiling import device_name
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    specs = models_from_args(args) if args.arch else []
-    for path in args.opt or []:
-        specs += models_from_options(path, args)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    out = Path(args.out)
+def _load_options(path):
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'options file not found: {path}')
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _test_datasets(opt):
+    """(key, dataset options) of the non-training datasets of an options dict."""
+    return [(key, ds) for key, ds in (opt.get('datasets') or {}).items()
+            if not key.startswith('train') and isinstance(ds, dict)]
+
+
+def is_spectral_options(opt):
+    """An options dict of a spectral-reconstruction model: an HSIDataset test/val dataset,
+    ``model_type: SpectralModel`` or a spectral arch."""
+    return (any(ds.get('type') == 'HSIDataset' for _, ds in _test_datasets(opt))
+            or opt.get('model_type') == 'SpectralModel'
+            or (opt.get('network_g') or {}).get('type') in SPECTRAL_ARCHS)
+
+
+def detect_task(args):
+    """'spectral' or 'sr' from --task, the options files, --arch and the spectral flags."""
+    opt_kinds = {path: 'spectral' if is_spectral_options(_load_options(path)) else 'sr' for path in args.opt or []}
+    if len(set(opt_kinds.values())) > 1:
+        raise ValueError('options files of SR and spectral models cannot share one report: '
+                         + ', '.join(f'{path} ({kind})' for path, kind in opt_kinds.items()))
+    given = [f'--{k.replace("_", "-")}' for k in SPECTRAL_FLAGS if getattr(args, k) is not None]
+    if args.task:
+        task = args.task
+    elif 'spectral' in opt_kinds.values() or (args.arch in SPECTRAL_ARCHS) or given:
+        task = 'spectral'
+    else:
+        task = 'sr'
+    wrong = [path for path, kind in opt_kinds.items() if kind != task]
+    if wrong:
+        raise ValueError(f'--task {task} does not fit the options file {wrong[0]} (a {opt_kinds[wrong[0]]} model)')
+    if task == 'sr' and given:
+        raise ValueError(f'{", ".join(given)} only apply to --task spectral')
+    if task == 'spectral':
+        if args.arch and args.arch.lower() == 'bicubic':
+            raise ValueError('bicubic is an SR baseline; spectral mode needs an RGB -> cube model (e.g. MSTPlusPlus)')
+        sr_only = [flag for flag, used in (('--scale', args.scale), ('--datasets', args.datasets),
+                                           ('--root', args.root), ('--tile', args.tile),
+                                           ('--self-ensemble', args.self_ensemble),
+                                           ('--save-images', args.save_images),
+                                           ('--metrics', args.metrics != ['psnr', 'ssim'])) if used]
+        if sr_only:
+            raise ValueError(f'{", ".join(sr_only)} do not apply to spectral mode (full images, MRAE / RMSE / PSNR)')
+    return task
+
+
+def spectral_dataset_from_args(args):
+    """The dataset given by --gt-dir / --rgb-dir / --meta-info / --mat-key / --rgb-norm."""
+    return {'name': args.dataset_name or 'NTIRE2022', 'gt': args.gt_dir, 'rgb': args.rgb_dir,
+            'meta_info': args.meta_info, 'mat_key': args.mat_key or 'cube', 'rgb_norm': args.rgb_norm or 'minmax',
+            'origin': {'gt': '--gt-dir', 'rgb': '--rgb-dir', 'meta_info': '--meta-info'}}
+
+
+def spectral_models_from_args(args):
+    """Model specs of --arch/--ckpt with the dataset of the spectral flags."""
+    if not (args.gt_dir or args.rgb_dir):
+        raise ValueError('spectral mode needs --gt-dir (folder of .mat cubes) and --rgb-dir (folder of RGB images), '
+                         'or -opt with an HSIDataset test dataset')
+    specs = models_from_args(args)
+    for spec in specs:
+        spec.update(datasets=[spectral_dataset_from_args(args)], scales=[1])
+    return specs
+
+
+def spectral_models_from_options(path, args):
+    """One model spec from a spectral test/train YAML (network_g, path.pretrain_network_g, param_key_g,
+    strict_load_g, HSIDataset test_*/val_* datasets, val.metrics.*.crop_border); the spectral flags
+    replace the options file's datasets."""
+    opt = _load_options(path)
+    net = dict(opt.get('network_g') or {})
+    if 'type' not in net:
+        raise ValueError(f'{path}: no network_g.type')
+    arch = net.pop('type')
+    paths = opt.get('path') or {}
+    if args.gt_dir or args.rgb_dir:
+        datasets = [spectral_dataset_from_args(args)]
+    else:
+        datasets = []
+        for key, ds in _test_datasets(opt):
+            if ds.get('type') != 'HSIDataset':
+                logging.warning('%s: dataset %s is %s, not HSIDataset; skipped', path, key, ds.get('type'))
+                continue
+            if not ds.get('bgr2rgb', True):
+                raise ValueError(f'{path}: datasets.{key}.bgr2rgb: false is not supported by the leaderboard '
+                                 '(evaluate_spectral reads RGB as MST++ does)')
+            where = f'{path}: datasets.{key}.'
+            datasets.append({'name': ds.get('name', key), 'gt': ds.get('dataroot_gt'), 'rgb': ds.get('dataroot_lq'),
+                             'meta_info': ds.get('meta_info_file'), 'mat_key': ds.get('mat_key', 'cube'),
+                             'rgb_norm': str(ds.get('rgb_norm', 'minmax')),
+                             'origin': {'gt': where + 'dataroot_gt', 'rgb': where + 'dataroot_lq',
+                                        'meta_info': where + 'meta_info_file'}})
+        if not datasets:
+            raise ValueError(f'{path}: no HSIDataset test dataset (datasets.test_*/val_* with type HSIDataset); '
+                             'pass --gt-dir and --rgb-dir')
+    extra = {}
+    crops = {m.get('crop_border') for m in ((opt.get('val') or {}).get('metrics') or {}).values()
+             if isinstance(m, dict) and m.get('crop_border') is not None}
+    if len(crops) > 1:
+        raise ValueError(f'{path}: val.metrics disagree on crop_border ({sorted(crops)}); pass --crop-border')
+    if crops:
+        extra['crop_border'] = crops.pop()
+    return [dict(name=args.name or opt.get('name') or Path(path).stem, arch=arch, kwargs=net,
+                 ckpt=paths.get('pretrain_network_g'), param_key=args.param_key or paths.get('param_key_g', 'params'),
+                 strict=paths.get('strict_load_g', True), scales=[1], datasets=datasets, extra=extra)]
+
+
+def check_spectral_dataset(ds, crop_border):
+    """Fail before any inference, with one line naming the path, on a missing folder or list, an
+    empty or unpaired dataset, or images too small for ``crop_border``."""
+    from agile_ir_plugin.basicsr.data.hsi_dataset import HSIDataset
+    for key, what in (('gt', 'folder of .mat cubes'), ('rgb', 'folder of RGB images')):
+        if not ds[key]:
+            raise ValueError(f'spectral dataset {ds["name"]!r}: no {what} given ({ds["origin"][key]})')
+        if not Path(ds[key]).is_dir():
+            raise FileNotFoundError(f'spectral dataset {ds["name"]!r}: {what} not found: {ds[key]} '
+                                    f'({ds["origin"][key]})')
+    if ds['meta_info']:
+        if not Path(ds['meta_info']).is_file():
+            raise FileNotFoundError(f'spectral dataset {ds["name"]!r}: image list not found: {ds["meta_info"]} '
+                                    f'({ds["origin"]["meta_info"]})')
+        if not Path(ds['meta_info']).read_text().strip():
+            raise ValueError(f'spectral dataset {ds["name"]!r}: the image list {ds["meta_info"]} names no image '
+                             f'({ds["origin"]["meta_info"]})')
+    dataset = HSIDataset({'phase': 'val', 'dataroot_gt': str(ds['gt']), 'dataroot_lq': str(ds['rgb']),
+                          'meta_info_file': ds['meta_info'], 'mat_key': ds['mat_key'], 'rgb_norm': ds['rgb_norm']})
+    for (_, cube_path, _), (_, h, w) in zip(dataset.pairs, dataset.shapes):
+        if 2 * crop_border >= min(h, w):
+            raise ValueError(f'spectral dataset {ds["name"]!r}: a crop border of {crop_border} leaves nothing of '
+                             f'{cube_path} ({h}x{w}); pass a smaller --crop-border (NTIRE 2022: 128 on 482x512)')
+
+
+def run_spectral(args, specs, device):
+    """Rows of ``evaluate_spectral`` for every model x dataset (+ efficiency at scale 1)."""
+    from agile_ir_plugin.evaluation import build_model, evaluate_spectral, load_weights, measure
+
+    for spec in specs:
+        spec['crop_border'] = spec['extra'].get('crop_border', 128) if args.crop_border is None else args.crop_border
+        for ds in spec['datasets']:
+            check_spectral_dataset(ds, spec['crop_border'])
     rows = []
-    start = time.perf_counter()
+    for spec in specs:
+        if spec['arch'].lower() == 'bicubic':
+            raise ValueError('bicubic is an SR baseline; spectral mode needs an RGB -> cube model (e.g. MSTPlusPlus)')
+        model = build_model(spec['arch'], **spec['kwargs'])
+        if spec['ckpt']:
+            used = load_weights(model, spec['ckpt'], spec['param_key'], strict=spec['strict'])
+            logging.info('%s: loaded %s%s', spec['name'], spec['ckpt'], f' [{used}]' if used else '')
+        else:
+            logging.warning('%s: no checkpoint given, evaluating randomly initialised weights', spec['name'])
+        eff = {}
+        if args.efficiency:
+            eff = measure(model, 1, device=device, pad_multiple=args.pad_multiple, runs=args.latency_runs)
+            if str(eff.get('latency_input', '')).startswith('LR '):
+                eff['latency_input'] = 'RGB ' + eff['latency_input'][3:]
+        for ds in spec['datasets']:
+            logging.info('%s: %s (%s, %s)', spec['name'], ds['name'], ds['gt'], ds['rgb'])
+            row = evaluate_spectral(model, str(ds['gt']), str(ds['rgb']), meta_info_file=ds['meta_info'],
+                                    crop_border=spec['crop_border'], mat_key=ds['mat_key'], rgb_norm=ds['rgb_norm'],
+                                    device=device, model_name=spec['name'], dataset_name=ds['name'])
+            row.update(crop_border=spec['crop_border'], device=str(device))
+            row.update(eff)
+            rows.append(row)
+    return rows
+
+
+def run_sr(args, specs, device, out):
+    """Rows of ``evaluate`` for every model x scale x dataset."""
+    from agile_ir_plugin.evaluation import build_model, evaluate, load_weights
+
+    rows = []
     for spec in specs:
         for scale in spec['scales']:
             if spec['arch'].lower() == 'bicubic':
@@ -154,14 +344,42 @@ def run(args):
                              efficiency=args.efficiency, efficiency_options={'runs': args.latency_runs},
                              name=spec['name'], progress=not args.no_progress,
                              generate_lr=not args.no_generate_lr, **options)
-    wall = time.perf_counter() - start
+    return rows
+
+
+def run(args):
+    import torch
+
+    import agile_ir_plugin  # noqa: F401  (compat fixes + registries before BasicSR)
+    from agile_ir_plugin.evaluation import write_report
+    from agile_ir_plugin.profiling import device_name
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = detect_task(args)
+    from_args, from_options = ((spectral_models_from_args, spectral_models_from_options) if task == 'spectral'
+                               else (models_from_args, models_from_options))
+    specs = from_args(args) if args.arch else []
+    for path in args.opt or []:
+        specs += from_options(path, args)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    out = Path(args.out)
+    start = time.perf_counter()
+    if task == 'spectral':
+        rows = run_spectral(args, specs, device)
+        wall = time.perf_counter() - start
+        timing = f'{wall:.1f} s wall after start-up (models and metrics {sum(r["seconds"] for r in rows):.1f} s)'
+    else:
+        rows = run_sr(args, specs, device, out)
+        wall = time.perf_counter() - start
+        timing = (f'{wall:.1f} s wall after start-up (model {sum(r["time_model_s"] for r in rows):.1f} s, '
+                  f'metrics {sum(r["time_metric_s"] for r in rows):.1f} s)')
     meta = {
         'command': 'python tools/leaderboard.py ' + shlex.join(sys.argv[1:] if args._argv is None else args._argv),
         'device': device_name(device),
         'versions': f'torch {torch.__version__}, Python {platform.python_version()}',
         'date': datetime.date.today().isoformat(),
-        'evaluation time': f'{wall:.1f} s wall after start-up (model {sum(r["time_model_s"] for r in rows):.1f} s, '
-                           f'metrics {sum(r["time_metric_s"] for r in rows):.1f} s)',
+        'evaluation time': timing,
     }
     paths = write_report(rows, out, meta=meta)
     print(paths['md'].read_text())

@@ -1,4 +1,10 @@
-"""Writing leaderboard rows as Markdown (paper-style table + full rows + efficiency), CSV and JSON."""
+"""Writing leaderboard rows as Markdown (paper-style table + full rows + efficiency), CSV and JSON.
+
+SR rows (``evaluation.evaluate``: PSNR / SSIM per model x dataset x scale) and spectral rows
+(``evaluation.evaluate_spectral``: MRAE / RMSE / PSNR, recognised by their ``mrae`` key) each get
+their own Markdown layout; CSV and JSON hold the rows' keys as they are.  One report holds one
+kind of row.
+"""
 import csv
 import json
 import math
@@ -6,6 +12,11 @@ from pathlib import Path
 
 CONVENTIONS = ('PSNR (dB) / SSIM on the Y channel (MATLAB rgb2ycbcr) of 8-bit outputs, border of `scale` pixels '
                'cropped, HR mod-cropped to the scale; BasicSR `calculate_psnr`/`calculate_ssim`.')
+SPECTRAL_CONVENTIONS = ('Spectral reconstruction from RGB (NTIRE 2022 / MST++ protocol): full images in (RGB min-max '
+                        'normalised per image), MRAE / RMSE / PSNR (dB) of the float cubes averaged over the images, '
+                        '`crop border` pixels removed from every side (NTIRE 2022 validation: 128); PSNR with data '
+                        'range 1 on cubes clamped to [0, 1]; `calculate_mrae` / `calculate_rmse` / '
+                        '`calculate_spectral_psnr`.  MRAE and RMSE: lower is better.')
 
 
 def _fmt(value, digits):
@@ -59,18 +70,24 @@ def _rows_table(rows):
     return '\n'.join(lines)
 
 
-def _efficiency_table(rows):
+def _efficiency_table(rows, spectral=False):
     seen = {}
     for r in rows:
         if 'params' in r:
             seen.setdefault((r['model'], r['scale']), r)
     if not seen:
         return ''
-    lines = ['| Model | Scale | Params | MACs LR 256² (G) | MACs 1280×720 out (G) | Latency (ms) | Peak memory (MB) '
-             '| Device |',
-             '|---|---|---|---|---|---|---|---|']
+    if spectral:  # scale 1, RGB in: no scale column, inputs named as what they are
+        lines = ['| Model | Params | MACs RGB 256² (G) | MACs RGB 1280×720 (G) | Latency (ms) | Peak memory (MB) '
+                 '| Device |',
+                 '|---|---|---|---|---|---|---|']
+    else:
+        lines = ['| Model | Scale | Params | MACs LR 256² (G) | MACs 1280×720 out (G) | Latency (ms) '
+                 '| Peak memory (MB) | Device |',
+                 '|---|---|---|---|---|---|---|---|']
     for (model, scale), r in seen.items():
-        lines.append(f'| {model} | x{scale} | {r["params"]:,} | {_giga(r.get("macs_lr256"))} '
+        lead = f'| {model} |' if spectral else f'| {model} | x{scale} |'
+        lines.append(f'{lead} {r["params"]:,} | {_giga(r.get("macs_lr256"))} '
                      f'| {_giga(r.get("macs_720p"))} '
                      f'| {_fmt(r.get("latency_ms"), 1)} | {_fmt(r.get("memory_mb"), 1)} | {r.get("device_name", "")} |')
     notes = sorted({r['memory_note'] for r in seen.values() if r.get('memory_note')})
@@ -80,20 +97,48 @@ def _efficiency_table(rows):
     return '\n'.join(lines)
 
 
+def _spectral_table(rows):
+    """One line per model x dataset, paper precision: MRAE and RMSE 4 decimals, PSNR 2."""
+    lines = ['| Model | Dataset | MRAE ↓ | RMSE ↓ | PSNR (dB) ↑ | Images | Crop border | Time (s) |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        crop = r.get('crop_border')
+        lines.append(f'| {r["model"]} | {r["dataset"]} | {_fmt(r.get("mrae"), 4)} | {_fmt(r.get("rmse"), 4)} '
+                     f'| {_fmt(r.get("psnr"), 2)} | {r.get("n_images", "")} | {"" if crop is None else crop} '
+                     f'| {_fmt(r.get("seconds"), 2)} |')
+    return '\n'.join(lines)
+
+
+def is_spectral(rows):
+    """True for spectral rows (``mrae`` key), False for SR rows; ValueError when both kinds are mixed."""
+    kinds = {'mrae' in r for r in rows}
+    if len(kinds) > 1:
+        raise ValueError('one report cannot mix spectral rows (MRAE / RMSE / PSNR) with SR rows (PSNR / SSIM); '
+                         'write them to separate reports')
+    return kinds == {True}
+
+
 def markdown(rows, meta=None):
+    spectral = is_spectral(rows)
     parts = []
     if meta:
         parts.append('  \n'.join(f'{k.capitalize()}: {("`" + v + "`") if k == "command" else v}'
                                  for k, v in meta.items() if v is not None))
-    parts += [CONVENTIONS, '### PSNR / SSIM (Y)', _paper_table(rows), '### All rows', _rows_table(rows)]
-    eff = _efficiency_table(rows)
+    if spectral:
+        parts += [SPECTRAL_CONVENTIONS, '### MRAE / RMSE / PSNR', _spectral_table(rows)]
+    else:
+        parts += [CONVENTIONS, '### PSNR / SSIM (Y)', _paper_table(rows), '### All rows', _rows_table(rows)]
+    eff = _efficiency_table(rows, spectral)
     if eff:
         parts += ['### Efficiency', eff]
     return '\n\n'.join(parts) + '\n'
 
 
 def write_report(rows, out_dir, basename='leaderboard', meta=None):
-    """Write ``{basename}.md``, ``.csv`` and ``.json`` to ``out_dir``; returns the three paths."""
+    """Write ``{basename}.md``, ``.csv`` and ``.json`` to ``out_dir``; returns the three paths.
+
+    ``rows``: all SR rows or all spectral rows (ValueError, before anything is written, if mixed)."""
+    is_spectral(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f'{basename}.{ext}' for ext in ('md', 'csv', 'json')}
