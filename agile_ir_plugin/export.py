@@ -22,6 +22,14 @@ example input took.  Two consequences, both handled here:
 - a batch of 1 is specialised by ``torch.export`` (0/1 specialisation): with a dynamic batch the
   example is repeated to batch 2 for tracing.
 
+A Conv whose group count depends on the batch (per-sample kernels run as one conv of a
+(1, B*C, H, W) view with groups=B*C, as ESC's ConvAttn does in eager) cannot be translated with a
+symbolic batch: the ONNX Conv ``group`` is a static attribute.  Such a model must switch to a
+batch-independent formulation while ``torch.compiler.is_exporting()`` /
+``torch.onnx.is_in_onnx_export()`` is true; ESC and ESC-FP do
+(``agile_ir_plugin.archs.esc_arch.per_sample_depthwise_conv``: a sum of shifted taps), so they
+export with a dynamic batch.
+
 The dynamo exporter's lowest native opset is 18.  Asking for 17 makes it down-convert, which fails
 for ``Reduce*`` nodes whose axes are inputs (the file then stays at 18 and a traceback is logged),
 so the default is 18 (the issue asks for >= 17).
@@ -81,7 +89,7 @@ def export_onnx(model, path, example_input, opset=DEFAULT_OPSET, dynamic_hw=True
             (see the module docstring).
         opset: ONNX opset (>= 17; the dynamo exporter writes >= 18 natively).
         dynamic_hw: height and width are symbolic in the ONNX graph.
-        dynamic_batch: the batch size is symbolic too (ESC cannot: see the report of its test).
+        dynamic_batch: the batch size is symbolic too (all the plugin's archs, ESC / ESC-FP included).
         atol: largest accepted |onnxruntime - torch| (checked only when onnxruntime is installed).
         probe_hw: the second (H, W) checked with onnxruntime; default (H + 5, W + 3).
         dynamo: True for the ``torch.export`` exporter (default), False for the legacy one.

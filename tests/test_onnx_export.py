@@ -18,6 +18,8 @@ ATOL = 1e-4
 CASES = {
     'ESC': (dict(dim=16, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
                  upscaling_factor=2), 2),
+    'ESCFP': (dict(dim=12, pdim=4, kernel_size=7, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
+                   upscaling_factor=2), 2),
     'AgileIR': (dict(upscale=2, img_size=16, window_size=4, depths=(2,), embed_dim=12, num_heads=(2,)), 2),
     'Restormer-mdta': (dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1),
                             attn='mdta'), 1),
@@ -64,10 +66,11 @@ def _ort_vs_torch(path, model, x, scale):
     return abs(torch.from_numpy(out) - ref).max().item()
 
 
-def test_esc_exports_with_dynamic_hw_through_the_cli(tmp_path):
-    """tools/export_onnx.py: params_ema of a checkpoint -> ONNX.  Fixed batch: ESC's ConvAttention
-    runs its per-sample 3x3 kernels as one conv with groups=B*pdim, and ONNX Conv needs a static
-    group count (the dynamic-batch export fails in the exporter's Conv translation)."""
+def test_esc_exports_with_dynamic_shapes_through_the_cli(tmp_path):
+    """tools/export_onnx.py: params_ema of a checkpoint -> ONNX with a dynamic batch, H and W.
+    ESC's per-sample 3x3 kernels run as a conv with groups=B*pdim in eager, a group count ONNX
+    Conv cannot take from a symbolic batch; while exporting they run as a sum of 9 shifted taps
+    (``esc_arch.per_sample_depthwise_conv``), so the batch stays dynamic."""
     from conftest import run_tool
     model = _model('ESC')
     kwargs, scale = CASES['ESC']
@@ -76,14 +79,22 @@ def test_esc_exports_with_dynamic_hw_through_the_cli(tmp_path):
                 'params_ema': model.state_dict()}, ckpt)
     out = tmp_path / 'esc.onnx'
     res = run_tool('export_onnx', ['--arch', 'ESC', '--arch-args', json.dumps(kwargs), '--ckpt', str(ckpt),
-                                   '--param-key', 'params_ema', '--out', str(out), '--input-size', '19', '21',
-                                   '--fixed-batch'], cwd=tmp_path)
+                                   '--param-key', 'params_ema', '--out', str(out), '--input-size', '19', '21'],
+                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'max |onnxruntime - torch|' in res.stdout
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
-    assert [d.HasField('dim_param') for d in dims] == [False, False, True, True]
-    # the exported weights are params_ema (params are all zeros and would give another output)
-    assert _ort_vs_torch(out, model, torch.rand(1, 3, 26, 13), scale) <= ATOL
+    assert [d.HasField('dim_param') for d in dims] == [True, False, True, True]
+    # another batch, H and W; the exported weights are params_ema (params are all zeros and would
+    # give another output)
+    assert _ort_vs_torch(out, model, torch.rand(3, 3, 26, 13), scale) <= ATOL
+
+
+@pytest.mark.parametrize('case', ['ESC', 'ESCFP'])
+def test_esc_exports_with_dynamic_shapes(tmp_path, case):
+    """Dynamic batch too: exported at batch 2, run at batch 3 (ESC-FP: its fused per-sample k x k
+    kernel is exported split into the shared depthwise conv + the per-sample 3x3 taps)."""
+    _check(tmp_path, case)
 
 
 def test_cli_refuses_a_missing_param_key(tmp_path):

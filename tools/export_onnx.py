@@ -1,7 +1,7 @@
 """Export a trained model to ONNX with dynamic batch / height / width, checked with onnxruntime.
 
     python tools/export_onnx.py --arch ESC --arch-args '{"upscaling_factor": 4}' \\
-        --ckpt experiments/x/models/net_g_latest.pth --param-key params_ema --out esc_x4.onnx --fixed-batch
+        --ckpt experiments/x/models/net_g_latest.pth --param-key params_ema --out esc_x4.onnx
 
 The ONNX graph is traced at ``--input-size`` (default 61 67: sizes that need padding to every
 window, so the padded path is the one kept; see ``agile_ir_plugin.export``) and then checked with
@@ -46,7 +46,8 @@ def parse_args(argv=None):
     p.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     p.add_argument('--input-size', type=int, nargs=2, default=(61, 67), metavar=('H', 'W'))
     p.add_argument('--in-chans', type=int, default=3)
-    p.add_argument('--fixed-batch', action='store_true', help='batch fixed to 1 (ESC needs it)')
+    p.add_argument('--fixed-batch', action='store_true',
+                   help='batch fixed to 1 (for a model whose graph cannot take a symbolic batch)')
     p.add_argument('--static-hw', action='store_true', help='height and width fixed to --input-size')
     return p.parse_args(argv)
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 import agile_ir_plugin  # noqa: F401  (compat fix + registration before basicsr)
 from agile_ir_plugin.archs import ESC, ESCFP
-from agile_ir_plugin.archs.esc_arch import VARIANTS, ESCBlock, reflect_pad_to_multiple, resize_to_img
+from agile_ir_plugin.archs.esc_arch import (VARIANTS, ESCBlock, per_sample_depthwise_conv, reflect_pad_to_multiple,
+                                            resize_to_img)
 from agile_ir_plugin.profiling import count_params
 
 from conftest import REPO_ROOT, dump_yaml, load_yaml, run_tool, shrink_sr_options, write_sr_pairs
@@ -268,6 +269,51 @@ def test_batch_equals_per_sample_in_train_and_eval(cls):
         (model(x[i:i + 1]).square().mean() / 3).backward()
     for gb, p in zip(g_batch, model.parameters()):
         assert torch.allclose(gb, p.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('k', [3, 5])
+def test_per_sample_conv_taps_equal_the_grouped_conv(k):
+    """The export formulation (sum of shifted taps, batch-independent) is the eager one (one conv
+    with groups=B*C): values and gradients w.r.t. input and kernels; odd H, W; a channel slice of
+    a channels-last map as in the network; the default picks the grouped conv outside export."""
+    torch.manual_seed(0)
+    full = torch.randn(3, 7, 9, 13).contiguous(memory_format=torch.channels_last)
+    kernel = torch.randn(3, 5, k, k)
+    outs, grads = [], []
+    for taps in (False, True):
+        x, w = full.clone().requires_grad_(), kernel.clone().requires_grad_()
+        out = per_sample_depthwise_conv(x[:, :5], w, taps=taps)
+        out.backward(torch.cos(out.detach()))  # a non-uniform upstream gradient
+        outs.append(out.detach())
+        grads.append((x.grad, w.grad))
+    ref = torch.stack([F.conv2d(full[n:n + 1, :5], kernel[n, :, None], padding=k // 2, groups=5)[0] for n in range(3)])
+    assert outs[0].shape == (3, 5, 9, 13)
+    assert torch.allclose(outs[0], ref, atol=1e-5)
+    assert torch.allclose(outs[1], outs[0], atol=1e-5, rtol=1e-6)
+    for g_taps, g_grouped in zip(grads[1], grads[0]):
+        assert torch.allclose(g_taps, g_grouped, atol=1e-5, rtol=1e-6)
+    assert torch.equal(per_sample_depthwise_conv(full[:, :5], kernel), outs[0])  # eager default: grouped
+
+
+@pytest.mark.parametrize('cls', [ESC, ESCFP])
+def test_export_formulation_gives_the_same_network(cls, monkeypatch):
+    """While exporting, ConvAttn runs the per-sample kernels as taps (ESC-FP: shared depthwise conv
+    + per-sample 3x3 taps): same outputs and gradients as the eager grouped conv."""
+    from agile_ir_plugin.archs import esc_arch
+    torch.manual_seed(0)
+    model = randomize(cls(upscaling_factor=2, **TINY))
+    x = torch.rand(3, 3, 9, 11)
+    results = []
+    for exporting in (False, True):
+        monkeypatch.setattr(esc_arch, '_exporting', lambda: exporting)
+        model.zero_grad()
+        out = model(x)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (out0, g0), (out1, g1) = results
+    assert torch.allclose(out1, out0, atol=1e-6)
+    for a, b in zip(g1, g0):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize('size', [(1, 1), (3, 2), (5, 13), (17, 9)])
