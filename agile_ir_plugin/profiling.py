@@ -91,4 +91,6 @@ def device_name(device='cpu'):
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         cores = torch.get_num_threads()
-    return f'CPU {platform.processor() or platform.machine()} ({cores} cores, {torch.get_num_threads()} threads)'
+    threads = torch.get_num_threads()
+    return (f'CPU {platform.processor() or platform.machine()} ({cores} core{"s" * (cores != 1)}, '
+            f'{threads} thread{"s" * (threads != 1)})')

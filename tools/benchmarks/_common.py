@@ -50,6 +50,11 @@ def row_key(row):
     return tuple(items)
 
 
+def _singular(value):
+    """'2 cores, 1 threads' == '2 cores, 1 thread' (device names before and after a wording fix)."""
+    return re.sub(r'\b(core|thread)s\b', r'\1', value) if isinstance(value, str) else value
+
+
 def compare_runs(old, new, slower=SLOWER):
     """Compare two result documents (``{'meta': ..., 'rows': [...]}``) field by field.
 
@@ -60,7 +65,7 @@ def compare_runs(old, new, slower=SLOWER):
     or thread counts are not comparable (``reason`` says why); fields are still listed."""
     om, nm = old.get('meta', {}), new.get('meta', {})
     reasons = [f'{k}: {om.get(k)!r} then, {nm.get(k)!r} now' for k in ('device', 'threads')
-               if om.get(k) != nm.get(k)]
+               if _singular(om.get(k)) != _singular(nm.get(k))]
     old_rows = {}
     for row in old.get('rows', []):
         old_rows.setdefault(row_key(row), row)
