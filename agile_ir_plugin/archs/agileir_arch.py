@@ -49,6 +49,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..ops.attention import attention
 from ..ops.window import pad_to_multiple, relative_position_index, shifted_window_mask, window_partition
@@ -97,10 +98,21 @@ class _RecomputedPrefixLinear(torch.autograd.Function):
 
 
 def prefix_linear(prefix, inputs, weight, bias, recompute=True):
-    """``F.linear(prefix(*inputs), weight, bias)``; with ``recompute`` only ``inputs`` are saved."""
+    """``F.linear(prefix(*inputs), weight, bias)``; with ``recompute`` only ``inputs`` are saved.
+
+    Under ``torch.compile`` the same recomputation is expressed as a non-reentrant
+    ``torch.utils.checkpoint`` of prefix + linear (the hand-written backward calls
+    ``torch.autograd.grad``, which Dynamo cannot trace: a graph break per layer); the compiler's
+    partitioner then re-runs the prefix in backward and drops the unneeded linear output."""
     tensors = [t for t in (*inputs, weight, bias) if isinstance(t, torch.Tensor)]
     if recompute and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        if torch.compiler.is_compiling():
+            return checkpoint(_prefix_then_linear, prefix, weight, bias, *inputs, use_reentrant=False)
         return _RecomputedPrefixLinear.apply(prefix, weight, bias, *inputs)
+    return F.linear(prefix(*inputs), weight, bias)
+
+
+def _prefix_then_linear(prefix, weight, bias, *inputs):
     return F.linear(prefix(*inputs), weight, bias)
 
 
@@ -413,7 +425,9 @@ class AgileIR(nn.Module):
     def geometry(self, h, w, device, dtype):
         """Per padded size, built once and cached: the Swin shift mask (nW, N, N) and, for the
         regular and the shifted layers, the token permutation into windows and its inverse."""
-        if not (isinstance(h, int) and isinstance(w, int)):  # symbolic sizes (ONNX/compile tracing)
+        if torch.compiler.is_compiling() or not (isinstance(h, int) and isinstance(w, int)):
+            # traced (torch.compile / export): built inside the graph; a cache lookup would make the
+            # graph depend on the dict's contents (a recompile on the second call)
             return self._build_geometry(h, w, device, dtype)
         key = (h, w, str(device), dtype)
         if key not in self._geometry_cache:
