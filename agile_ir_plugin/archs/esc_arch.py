@@ -110,6 +110,10 @@ def reflect_pad_to_multiple(x, multiple):
     """
     h, w = x.shape[-2:]
     pad_h, pad_w = -h % multiple, -w % multiple
+    if torch.compiler.is_compiling() and h > multiple and w > multiple:
+        # one pad, even of zero: no branch on the sizes' residues, so a compiled model with dynamic
+        # H, W does not recompile for every new residue (same values as below: pad < size)
+        return F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
     while pad_h or pad_w:
         step_h, step_w = min(pad_h, x.shape[-2] - 1), min(pad_w, x.shape[-1] - 1)
         if (pad_h and step_h < 1) or (pad_w and step_w < 1):  # a 1-pixel side has nothing to reflect
@@ -128,13 +132,14 @@ def official_rpe_index(window_size, device):
     The official code indexes by (key - query) offsets, i.e. the transpose of Swin's
     (query - key) ``relative_position_index``; cached per (window, device).
     """
+    if torch.compiler.is_compiling():
+        # traced: built in the graph (constant-folded); neither reading nor filling the cache, so the
+        # graph does not depend on whether an eager call happened to fill it (a recompile)
+        return relative_position_index(window_size).t().reshape(-1).to(device)
     key = (window_size, str(device))
-    if key in _RPE_INDEX:
-        return _RPE_INDEX[key]
-    index = relative_position_index(window_size).t().reshape(-1).to(device)
-    if not torch.compiler.is_compiling():  # a tensor made while tracing must not outlive the trace
-        _RPE_INDEX[key] = index
-    return index
+    if key not in _RPE_INDEX:
+        _RPE_INDEX[key] = relative_position_index(window_size).t().reshape(-1).to(device)
+    return _RPE_INDEX[key]
 
 
 class WindowAttention(nn.Module):

@@ -8,8 +8,10 @@ def pad_to_multiple(x, multiple):
     where the image is too small to reflect.  Callers crop their output back."""
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h or pad_w:
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+    if (torch.compiler.is_compiling() and h > multiple and w > multiple) or pad_h or pad_w:
+        # compiling: pad even by zero (tested first: no guard on the residue), so a dynamic-size
+        # graph does not branch, and recompile, on whether a size happens to be a multiple
+        mode = 'reflect' if h > multiple and w > multiple or pad_h < h and pad_w < w else 'replicate'
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
     return x
 
