@@ -72,6 +72,10 @@ class _RecomputedPrefixLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, prefix, weight, bias, *inputs):
         ctx.prefix = prefix
+        device = weight.device.type
+        # backward usually runs outside the forward's autocast region: re-run the prefix under the
+        # forward's autocast state, or its dtypes differ ("mat1 and mat2 must have the same dtype")
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.save_for_backward(weight, bias, *inputs)
         return F.linear(prefix(*inputs), weight, bias)
 
@@ -80,18 +84,20 @@ class _RecomputedPrefixLinear(torch.autograd.Function):
         weight, bias, *inputs = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
         leaves = [t.detach().requires_grad_(n) if isinstance(t, torch.Tensor) else t for t, n in zip(inputs, needs)]
-        with torch.enable_grad():
+        device, enabled, dtype = ctx.autocast
+        with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
             hidden = ctx.prefix(*leaves)
         grad_w = grad_b = None
         g2d = grad_out.reshape(-1, grad_out.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_w = g2d.t() @ hidden.detach().reshape(-1, hidden.shape[-1])
+        if ctx.needs_input_grad[1]:  # computed in the forward's compute dtype, returned in the weight's
+            grad_w = (g2d.t() @ hidden.detach().reshape(-1, hidden.shape[-1]).to(g2d.dtype)).to(weight.dtype)
         if bias is not None and ctx.needs_input_grad[2]:
-            grad_b = g2d.sum(0)
+            grad_b = g2d.sum(0).to(bias.dtype)
         grads = [None] * len(leaves)
         wanted = [i for i, n in enumerate(needs) if n]
         if wanted:
-            got = torch.autograd.grad(hidden, [leaves[i] for i in wanted], grad_out @ weight, allow_unused=True)
+            grad_hidden = (grad_out @ weight.to(grad_out.dtype)).to(hidden.dtype)
+            got = torch.autograd.grad(hidden, [leaves[i] for i in wanted], grad_hidden, allow_unused=True)
             for i, g in zip(wanted, got):
                 grads[i] = g
         return (None, grad_w, grad_b, *grads)
