@@ -439,7 +439,8 @@ class AgileIR(nn.Module):
         if key not in self._geometry_cache:
             if len(self._geometry_cache) >= 16:
                 self._geometry_cache.clear()
-            self._geometry_cache[key] = self._build_geometry(h, w, device, dtype)
+            with torch.inference_mode(False):  # a cache filled under inference_mode must serve training too
+                self._geometry_cache[key] = self._build_geometry(h, w, device, dtype)
         return self._geometry_cache[key]
 
     def _build_geometry(self, h, w, device, dtype):

@@ -138,7 +138,8 @@ def official_rpe_index(window_size, device):
         return relative_position_index(window_size).t().reshape(-1).to(device)
     key = (window_size, str(device))
     if key not in _RPE_INDEX:
-        _RPE_INDEX[key] = relative_position_index(window_size).t().reshape(-1).to(device)
+        with torch.inference_mode(False):  # made under inference_mode it could not serve training later
+            _RPE_INDEX[key] = relative_position_index(window_size).t().reshape(-1).to(device)
     return _RPE_INDEX[key]
 
 
