@@ -48,7 +48,15 @@ independent of N), and applied once to V_r: C R N MACs instead of C r N (A V) + 
 Both would speed up plain CSA as well; the benchmark reports GLMHA at full rank to separate
 their share from the low-rank savings.  This is why the attention is computed inline here rather
 than through ``agile_ir_plugin.ops.attention`` (which returns softmax(.) V, not the map A that
-the fold needs).
+the fold needs).  Further choices change no value, only speed on CPU: 3x3 depthwise convs get
+channels-last maps (about twice as fast there), i.e. with the depthwise conv q/k/v are projected
+straight into a channels-last map, read by the attention through strided views (norms over a
+strided N as square + sum, several times faster than ``vector_norm`` there), and with MST++'s
+positional branch x is taken channels-last and the output produced so; and with the fold,
+training goes through a hand-written backward (:class:`_FoldedAttention`; the forward is the same
+ops) that writes the gradients of q, k and v into one buffer (in q/k/v's layout) and folds the
+norms' gradients into the small logits, instead of autograd's zero-filled slice gradients and
+per-element norm passes.
 
 *Cost* per image (MACs, as counted by ``torch.utils.flop_counter``), with d = 1 when the 3x3
 depthwise convolution on q/k/v is used (Restormer flavour) else 0, p = 1 with the MST++
@@ -177,50 +185,173 @@ class GLMHA(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
     def _project(self, x):
-        """q/k/v = [W_q; W_k diag(g_k); W_v diag(g_v)] x, the gates folded into per-image weights."""
+        """q/k/v = [W_q; W_k diag(g_k); W_v diag(g_v)] x, the gates folded into per-image weights:
+        (B, C + 2R, H, W), in channels-last memory when the depthwise conv follows (it runs about
+        twice as fast on it on CPU), else channels-first."""
         B, C, H, W = x.shape
+        K = C + 2 * self.low_rank_dim
+        x_flat = x.reshape(B, C, H * W)                                  # a view for both layouts
+        weight = self.qkv.weight.view(K, C)
         if self.calibration is None:
-            return self.qkv(x)
-        R = self.low_rank_dim
-        gates = self.calibration(x)                                    # (B, 2, C)
-        weight = self.qkv.weight.view(C + 2 * R, C)
-        w_q = weight[:C].expand(B, C, C)
-        w_kv = weight[C:].view(2, R, C).unsqueeze(0) * gates.unsqueeze(2)   # (B, 2, R, C)
-        weights = torch.cat([w_q, w_kv.reshape(B, 2 * R, C)], dim=1)
-        if self.qkv.bias is not None:
-            out = torch.baddbmm(self.qkv.bias.view(1, -1, 1), weights, x.reshape(B, C, H * W))
+            weights = weight.expand(B, K, C)
         else:
-            out = torch.bmm(weights, x.reshape(B, C, H * W))
-        return out.view(B, C + 2 * R, H, W)
+            R = self.low_rank_dim
+            gates = self.calibration(x)                                # (B, 2, C)
+            w_kv = weight[C:].view(2, R, C).unsqueeze(0) * gates.unsqueeze(2)   # (B, 2, R, C)
+            weights = torch.cat([weight[:C].expand(B, C, C), w_kv.reshape(B, 2 * R, C)], dim=1)
+        bias = self.qkv.bias
+        if self.qkv_dwconv is None:
+            if bias is None:
+                return torch.bmm(weights, x_flat).view(B, K, H, W)
+            return torch.baddbmm(bias.view(1, K, 1), weights, x_flat).view(B, K, H, W)
+        # (B, HW, K) = x^T W^T, seen as a channels-last (B, K, H, W)
+        if bias is None:
+            qkv = torch.bmm(x_flat.transpose(1, 2), weights.transpose(1, 2))
+        else:
+            qkv = torch.baddbmm(bias.view(1, 1, K), x_flat.transpose(1, 2), weights.transpose(1, 2))
+        return qkv.view(B, H, W, K).permute(0, 3, 1, 2)
 
     def forward(self, x):
         B, C, H, W = x.shape
         if C != self.dim:
             raise ValueError(f'GLMHA expects {self.dim} channels, got input of shape {tuple(x.shape)}.')
         h, c, r, R, N = self.num_heads, self.head_dim, self.rank, self.low_rank_dim, H * W
+        if self.pos_emb is not None:  # channels-last: its depthwise convs run ~2x faster on CPU
+            x = x.contiguous(memory_format=torch.channels_last)  # (a copy when x is not; then the only one kept)
         qkv = self._project(x)
         if self.qkv_dwconv is not None:
             qkv = self.qkv_dwconv(qkv)
-        qkv = qkv.reshape(B, C + 2 * R, N)
-        q = qkv[:, :C].reshape(B, h, c, N)
-        k = qkv[:, C:C + R].reshape(B, h, r, N)
-        v = qkv[:, C + R:]                                               # (B, R, N)
-        # Attention inline (not ops.attention): the fold below needs the (c x r) map A itself, and
-        # dividing the logits by the norms avoids normalised (C x N) / (R x N) copies.
-        q_norm = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)    # F.normalize semantics
-        k_norm = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
-        logits = (q @ k.transpose(-2, -1)) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
-        attn = (logits * self.temperature).softmax(dim=-1)               # (B, h, c, r)
-        w_o = self.project_out.weight.view(C, h, c)
+        qkv = qkv.reshape(B, C + 2 * R, N)    # a view, channels-first or -last memory alike
+        w_o = self.project_out.weight
         if self.fold_output:
-            mix = torch.einsum('ohi,bhij->bohj', w_o, attn).reshape(B, C, R)
-            out = torch.bmm(mix, v)
+            channels_last = self.pos_emb is not None  # output channels-last like the branch (MST++)
+            args = (qkv, self.temperature, w_o)
+            if torch.is_grad_enabled() and (qkv.requires_grad or self.temperature.requires_grad or w_o.requires_grad):
+                out = _FoldedAttention.apply(*args, (h, c, r, channels_last))
+            else:
+                out = _folded_attention(*args, h, c, r, channels_last)[0]
             if self.project_out.bias is not None:
                 out = out + self.project_out.bias.view(1, C, 1)
             out = out.view(B, C, H, W)
         else:
-            out = (attn @ v.reshape(B, h, r, N)).reshape(B, C, H, W)
+            attn = _attention_map(qkv, self.temperature, h, c, r)[0]     # (B, h, c, r)
+            out = (attn @ qkv[:, C + R:].reshape(B, h, r, N)).reshape(B, C, H, W)
             out = self.project_out(out)
         if self.pos_emb is not None:
             out = out + self.pos_emb(x)
         return out
+
+
+_EPS = 1e-12  # F.normalize's
+
+
+def _heads(qkv, h, c, r):
+    """Views q (B, h, c, N), k (B, h, r, N), v (B, R, N) of ``qkv`` (B, C + 2R, N), whose memory is
+    channels-first (N contiguous) or channels-last (channels contiguous)."""
+    B, _, N = qkv.shape
+    C, R = h * c, h * r
+    return qkv[:, :C].view(B, h, c, N), qkv[:, C:C + R].view(B, h, r, N), qkv[:, C + R:]
+
+
+def _clamped_norms(x):
+    """max(|x|, eps) over the last dim: F.normalize's denominator.
+
+    When that dim is strided (tokens of a channels-last map) ``vector_norm`` is several times
+    slower on CPU than a square and a sum, used then in fp32/fp64 (half dtypes keep
+    ``vector_norm``, which autocast runs in fp32); the clamp then acts on the sum of squares
+    (sqrt(eps^2) == eps in fp32 and fp64), which keeps the gradient finite at zero."""
+    if x.stride(-1) == 1 or x.dtype not in (torch.float32, torch.float64):
+        return torch.linalg.vector_norm(x, dim=-1).clamp_min(_EPS)
+    return x.square().sum(-1).clamp_min(_EPS ** 2).sqrt()
+
+
+def l2_normalize(x):
+    """``F.normalize(x, dim=-1)``, i.e. x / max(|x|, 1e-12), faster when the last dim is strided."""
+    return x / _clamped_norms(x).unsqueeze(-1)
+
+
+def _attention_map(qkv, temperature, h, c, r):
+    """A = softmax(T * <q_i, k_j> / (max(|q_i|, eps) max(|k_j|, eps))) per head, from ``qkv``
+    (B, C + 2R, N): the norms over N are divided out of the small (c x r) logits (F.normalize
+    semantics without normalised copies).  Returns A, the logits before T and the clamped norms
+    (B, h, c), (B, h, r)."""
+    B = qkv.shape[0]
+    C = h * c
+    q, k, _ = _heads(qkv, h, c, r)
+    norms = _clamped_norms(qkv[:, :C + h * r])
+    q_norm, k_norm = norms[:, :C].view(B, h, c), norms[:, C:].view(B, h, r)
+    if B == 1 or h == 1:  # batch and head dims of these views merge without a copy
+        scores = q @ k.transpose(-2, -1)
+    else:  # one bmm per head: merging them would copy q and k
+        scores = torch.stack([torch.bmm(q[:, i], k[:, i].transpose(1, 2)) for i in range(h)], dim=1)
+    logits = scores / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+    attn = (logits * temperature).softmax(dim=-1)                       # (B, h, c, r)
+    return attn, logits, q_norm, k_norm
+
+
+def _folded_attention(qkv, temperature, w_o, h, c, r, channels_last=False):
+    """(W_o blockdiag_heads(A)) V_r, (B, C, N), from ``qkv`` (B, C + 2R, N); see the docstring.
+    ``channels_last``: the result in (B, N, C) memory (computed as V_r^T M^T)."""
+    B = qkv.shape[0]
+    C, R = h * c, h * r
+    attn, logits, q_norm, k_norm = _attention_map(qkv, temperature, h, c, r)
+    mix = torch.einsum('ohi,bhij->bohj', w_o.view(C, h, c), attn).reshape(B, C, R)
+    v = qkv[:, C + R:]
+    out = torch.bmm(v.transpose(1, 2), mix.transpose(1, 2)).transpose(1, 2) if channels_last else torch.bmm(mix, v)
+    return out, attn, logits, mix, q_norm, k_norm
+
+
+class _FoldedAttention(torch.autograd.Function):
+    """:func:`_folded_attention` with a hand-written backward (same forward ops, same values).
+
+    With S = q k^T, L = S / (|q| |k|^T), Z = T L, A = softmax(Z), M = W_o blockdiag(A), y = M V:
+    dV = M^T dy, dM = dy V^T (-> dA, dW_o), dZ = A (dA - rowsum(dA A)), dT = sum dZ L, dL = T dZ,
+    dS = dL / (|q| |k|^T), and, the norms' share folded into per-channel scalars,
+    dq = dS k + alpha q, alpha_i = -sum_j (dL L)_ij / |q_i|^2 (dk alike with column sums), zero
+    where the eps clamp is active.  Only ``qkv`` (which autograd would keep anyway) and
+    (c x r)-sized tensors are saved; dq, dk, dv are written into one buffer."""
+
+    @staticmethod
+    def forward(ctx, qkv, temperature, w_o, dims):
+        out, *saved = _folded_attention(qkv, temperature, w_o, *dims)
+        ctx.dims = dims[:3]
+        ctx.save_for_backward(qkv, temperature, w_o, *saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qkv, temperature, w_o, attn, logits, mix, q_norm, k_norm = ctx.saved_tensors
+        h, c, r = ctx.dims
+        B, C = qkv.shape[0], h * c
+        big = qkv.dtype                                   # full-size products in the input's dtype
+        small = torch.promote_types(big, torch.float32)   # (c x r)-sized work in >= fp32
+        g = grad_out.to(big)                              # (B, C, N)
+        q, k, v = _heads(qkv, h, c, r)
+        d_mix = torch.bmm(g, v.transpose(1, 2)).to(small).view(B, C, h, r)  # dM = dy V^T
+        a = attn.to(small)
+        d_attn = torch.einsum('ohi,bohj->bhij', w_o.view(C, h, c).to(small), d_mix)
+        d_w_o = torch.einsum('bohj,bhij->ohi', d_mix, a).reshape(w_o.shape)
+        d_z = a * (d_attn - (d_attn * a).sum(-1, keepdim=True))
+        lg = logits.to(small)
+        d_t = (d_z * lg).sum((0, 2, 3)).view(temperature.shape)
+        d_l = d_z * temperature.to(small)
+        qc, kc = q_norm.to(small), k_norm.to(small)       # max(|q_i|, eps), max(|k_j|, eps)
+        d_s = (d_l / (qc.unsqueeze(-1) * kc.unsqueeze(-2))).to(big)        # (B, h, c, r)
+        t = d_l * lg
+        alpha = -t.sum(-1) / qc.square() * (qc > _EPS)    # (B, h, c); 0 where the clamp acted
+        beta = -t.sum(-2) / kc.square() * (kc > _EPS)     # (B, h, r)
+        m_t, alpha, beta = mix.to(big).transpose(1, 2), alpha.unsqueeze(-1).to(big), beta.unsqueeze(-1).to(big)
+        if torch.compiler.is_compiling():  # Dynamo takes no strided out=: separate results, one cat
+            dq = torch.stack([torch.bmm(d_s[:, i], k[:, i]) for i in range(h)], 1).addcmul_(q, alpha)
+            dk = torch.stack([torch.bmm(d_s[:, i].transpose(1, 2), q[:, i]) for i in range(h)], 1).addcmul_(k, beta)
+            d_qkv = torch.cat([dq.flatten(1, 2), dk.flatten(1, 2), torch.bmm(m_t, g)], dim=1)
+        else:  # written in place into one buffer laid out like qkv
+            d_qkv = torch.empty_like(qkv)
+            dq, dk, dv = _heads(d_qkv, h, c, r)
+            torch.bmm(m_t, g, out=dv)                                          # dV = M^T dy
+            for i in range(h):
+                torch.bmm(d_s[:, i], k[:, i], out=dq[:, i])                    # dq_i = dS_i k_i
+                torch.bmm(d_s[:, i].transpose(1, 2), q[:, i], out=dk[:, i])    # dk_i = dS_i^T q_i
+            dq.addcmul_(q, alpha)
+            dk.addcmul_(k, beta)
+        return d_qkv, d_t.to(temperature.dtype), d_w_o.to(w_o.dtype), None

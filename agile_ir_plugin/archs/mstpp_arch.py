@@ -14,11 +14,9 @@ a multiple of 8 and the output cropped back (the official forward does the same)
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..ops.attention import attention
 from ..ops.window import pad_to_multiple
-from .glmha import GLMHA, CalibrationNetwork
+from .glmha import GLMHA, CalibrationNetwork, l2_normalize
 
 __all__ = ['MSTPlusPlus']
 
@@ -52,8 +50,11 @@ class SMSA(nn.Module):
     Per head the d = dim_head spectral channels are the tokens (length HW): q, k L2-normalised
     over HW, A = softmax(rescale * k q^T) (rows indexed by k, as in the official ``K^T Q``),
     out = proj(A v) + pos_emb(v), pos_emb = dw3x3 -> GELU -> dw3x3 on the (full) v map.
-    The (d x d) attention goes through ``ops.attention`` with k as the query side; the learnable
-    per-head ``rescale`` is folded into it because ``scale`` is a float there.
+    Written out as in the official code rather than through ``ops.attention`` (a d x d map over
+    tokens of length HW, a shape SDPA's CPU kernels handle slower than two plain matmuls), with the
+    learnable per-head ``rescale`` on the small (d x d) logits, not on a full-size k that autograd
+    would keep.  ``A v`` comes out as (B, h, d, HW), i.e. channels-first (B, C, HW): the output
+    projection reads it through a transposed view instead of a channels-last copy.
     """
 
     def __init__(self, dim, dim_head, heads):
@@ -76,10 +77,11 @@ class SMSA(nn.Module):
         def heads(t):  # (B, HW, h d) -> (B, h, d, HW)
             return t.reshape(B, H * W, self.num_heads, self.dim_head).permute(0, 2, 3, 1)
 
-        q = F.normalize(heads(self.to_q(x)), dim=-1)
-        k = F.normalize(heads(self.to_k(x)), dim=-1) * self.rescale
-        out = attention(k, q, heads(v_inp), scale=1.0)                  # (B, h, d, HW)
-        out = self.proj(out.permute(0, 3, 1, 2).reshape(B, H * W, -1)).view(B, H, W, C)
+        q = l2_normalize(heads(self.to_q(x)))                               # F.normalize over HW
+        k = l2_normalize(heads(self.to_k(x)))
+        attn = ((k @ q.transpose(-2, -1)) * self.rescale).softmax(dim=-1)   # (B, h, d, d), A = K^T Q
+        out = (attn @ heads(v_inp)).reshape(B, C, H * W)                    # (B, h, d, HW): a view
+        out = self.proj(out.transpose(1, 2)).view(B, H, W, C)
         pos = self.pos_emb(v_inp.reshape(B, H, W, C).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return out + pos
 

@@ -17,9 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.attention import attention
 from ..ops.window import pad_to_multiple
-from .glmha import GLMHA
+from .glmha import GLMHA, l2_normalize
 
 __all__ = ['Restormer']
 
@@ -99,8 +98,12 @@ class MDTA(nn.Module):
     """Multi-Dconv head Transposed Attention: attention over the C/h channels of each head.
 
     q, k, v = dw3x3(1x1(x)); q, k L2-normalised over HW; softmax(temperature * q k^T) v; 1x1.
-    The (C/h x C/h) attention is said through ``ops.attention`` (tokens = channels, token length
-    = HW); the learnable per-head temperature is folded into q since ``scale`` is a float there.
+    Written out as in the official code rather than through ``ops.attention``: per head the
+    "tokens" are the c = C/h channels and their length is HW, so the attention map is only c x c
+    while the token length is huge, a shape SDPA's CPU kernels handle slower than two plain matmuls;
+    and the learnable temperature scales the small (c x c) logits instead of a full-size q, which
+    autograd would otherwise keep for backward (one more C x HW tensor per block).  In the network
+    q/k/v come channels-last (HW strided), where ``l2_normalize`` is F.normalize computed faster.
     """
 
     def __init__(self, dim, num_heads, bias):
@@ -114,10 +117,9 @@ class MDTA(nn.Module):
     def forward(self, x):
         B, C, H, W = x.shape
         q, k, v = self.qkv_dwconv(self.qkv(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W).unbind(1)
-        q = F.normalize(q, dim=-1) * self.temperature
-        k = F.normalize(k, dim=-1)
-        out = attention(q, k, v, scale=1.0)
-        return self.project_out(out.reshape(B, C, H, W))
+        q, k = l2_normalize(q), l2_normalize(k)    # F.normalize over HW (strided when channels-last)
+        attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)   # (B, h, c, c)
+        return self.project_out((attn @ v).reshape(B, C, H, W))
 
 
 class TransformerBlock(nn.Module):

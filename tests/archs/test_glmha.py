@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agile_ir_plugin.archs.glmha import GLMHA, resolve_rank
+from agile_ir_plugin.archs.glmha import GLMHA, _FoldedAttention, _folded_attention, l2_normalize, resolve_rank
 from agile_ir_plugin.profiling import count_macs, count_params
 
 
@@ -96,6 +96,49 @@ def test_low_rank_matches_naive_reference_with_calibration(cfg, fold):
     gates = m.calibration(x)
     assert not torch.allclose(gates, torch.ones_like(gates))  # calibration is active (random fc2)
     assert_same_values_and_grads(m, lambda t: naive_glmha(t, m, m.calibration(t)), x)
+
+
+@pytest.mark.parametrize('channels_last_out', [False, True])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_hand_written_backward_equals_autograd_of_the_same_forward(channels_last, channels_last_out):
+    """The folded core's backward (written into one buffer laid out like q/k/v, the norms' share
+    folded into the small logits) against autograd through the same forward ops: several images
+    and heads, both memory layouts in and out, and a zero query and key channel (eps clamp)."""
+    g = torch.Generator().manual_seed(0)
+    B, h, c, r, N = 2, 2, 3, 2, 11
+    C, R = h * c, h * r
+    qkv = torch.randn(B, N, C + 2 * R, generator=g).transpose(1, 2) if channels_last else \
+        torch.randn(B, C + 2 * R, N, generator=g)
+    qkv[0, 1] = 0  # a zero query channel
+    qkv[1, C + 3] = 0  # a zero key channel
+    temperature = torch.rand(h, 1, 1, generator=g) * 3 + 0.5
+    w_o = torch.randn(C, C, 1, 1, generator=g)
+    weight = torch.randn(B, C, N, generator=g)
+    results = []
+    for fn in (lambda *a: _folded_attention(*a, h, c, r, channels_last_out)[0],
+               lambda *a: _FoldedAttention.apply(*a, (h, c, r, channels_last_out))):
+        args = [t.clone().requires_grad_() for t in (qkv, temperature, w_o)]
+        out = fn(*args)
+        (out * weight).sum().backward()
+        results.append((out, *(t.grad for t in args)))
+    assert results[1][1].stride() == qkv.stride()  # dq/dk/dv come in q/k/v's layout
+    assert (results[1][0].stride(1) == 1) == channels_last_out
+    for name, mine, ref in zip(('out', 'qkv', 'temperature', 'w_o'), results[1], results[0]):
+        torch.testing.assert_close(mine, ref, atol=1e-10, rtol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize('strided', [False, True])
+def test_l2_normalize_is_f_normalize(strided):
+    """Values and gradients of F.normalize over the last dim, zero rows included (eps clamp)."""
+    x = torch.randn(2, 40, 5).transpose(1, 2) if strided else torch.randn(2, 5, 40)
+    x[0, 2] = 0
+    results = []
+    for fn in (lambda t: F.normalize(t, dim=-1), l2_normalize):
+        t = x.clone().requires_grad_()
+        out = fn(t)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out, t.grad))
+    torch.testing.assert_close(results[1], results[0], atol=1e-12, rtol=1e-10)
 
 
 def test_calibration_starts_as_identity_and_is_instance_dependent():
