@@ -21,6 +21,35 @@ MEASURED_INTS = {'params', 'params_saved', 'runs'}
 SLOWER = 1.10  # a timing more than 10 % above the previous run's is flagged
 
 
+# the paper configurations the whole-model families (compile, speedwork) build by name
+ARCH_ARGS = {
+    'ESC': dict(upscaling_factor=4),
+    'AgileIR': dict(upscale=4, depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], window_size=8,
+                    mlp_ratio=2, drop_path_rate=0.0),
+    'Restormer': dict(),
+    'MSTPlusPlus': dict(),
+}
+SCALE = {'ESC': 4, 'AgileIR': 4, 'Restormer': 1, 'MSTPlusPlus': 1}
+
+
+def build_model(arch, device='cpu', seed=0):
+    """``ARCHS[arch](**ARCH_ARGS[arch])`` with every parameter perturbed (some archs zero-initialise
+    their last layers, which would make outputs and differences trivial)."""
+    from agile_ir_plugin.archs import ARCHS
+    torch.manual_seed(seed)
+    model = ARCHS[arch](**ARCH_ARGS[arch]).to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def sync(device):
+    """Wait for a CUDA device (a no-op on CPU) before reading a clock."""
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize(device)
+
+
 def metadata(device='cpu'):
     return {
         'command': 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]),

@@ -25,16 +25,8 @@ import warnings
 
 import torch
 
-from ._common import OUT_DIR, metadata, write_results
+from ._common import ARCH_ARGS, OUT_DIR, SCALE, build_model, metadata, sync, write_results
 
-ARCH_ARGS = {
-    'ESC': dict(upscaling_factor=4),
-    'AgileIR': dict(upscale=4, depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], window_size=8,
-                    mlp_ratio=2, drop_path_rate=0.0),
-    'Restormer': dict(),
-    'MSTPlusPlus': dict(),
-}
-SCALE = {'ESC': 4, 'AgileIR': 4, 'Restormer': 1, 'MSTPlusPlus': 1}
 
 
 def add_arguments(parser):
@@ -54,16 +46,11 @@ def add_arguments(parser):
     parser.add_argument('--out-dir', default=str(OUT_DIR))
 
 
-def _sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device):
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     out = fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, out
 
 
@@ -72,19 +59,9 @@ def _graphs():
     return counters['stats']['unique_graphs']
 
 
-def _model(arch, device):
-    from agile_ir_plugin.archs import ARCHS
-    torch.manual_seed(0)
-    model = ARCHS[arch](**ARCH_ARGS[arch]).to(device)
-    with torch.no_grad():  # non-trivial weights (some archs zero-initialise their last layers)
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model
-
-
 def inference(arch, args):
     device = args.device
-    model = _model(arch, device).eval()
+    model = build_model(arch, device).eval()
     compiled = torch.compile(model, dynamic=True)
     torch._dynamo.reset()
     rows = []
@@ -113,7 +90,7 @@ def inference(arch, args):
 
 def training(arch, args):
     device = args.device
-    model = _model(arch, device).train()
+    model = build_model(arch, device).train()
     reference = copy.deepcopy(model)
     compiled = torch.compile(model)
     torch._dynamo.reset()

@@ -16,16 +16,8 @@ import time
 
 import torch
 
-from ._common import OUT_DIR, metadata, write_results
+from ._common import ARCH_ARGS, OUT_DIR, build_model, metadata, sync, write_results
 
-ARCH_ARGS = {
-    'ESC': dict(upscaling_factor=4),
-    'AgileIR': dict(upscale=4, depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], window_size=8,
-                    mlp_ratio=2, drop_path_rate=0.0),
-    'Restormer': dict(),
-    'MSTPlusPlus': dict(),
-}
-SCALE = {'ESC': 4, 'AgileIR': 4, 'Restormer': 1, 'MSTPlusPlus': 1}
 VARIANTS = {'fp32': (False, None), 'channels_last': (True, None), 'bf16 autocast': (False, torch.bfloat16),
             'channels_last + bf16': (True, torch.bfloat16)}
 
@@ -42,11 +34,6 @@ def add_arguments(parser):
     parser.add_argument('--out-dir', default=str(OUT_DIR))
 
 
-def _sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize(device)
-
-
 def _autocast(device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
@@ -54,13 +41,8 @@ def _autocast(device, dtype):
 
 
 def measure(arch, args):
-    from agile_ir_plugin.archs import ARCHS
     device = args.device
-    torch.manual_seed(0)
-    base = ARCHS[arch](**ARCH_ARGS[arch]).to(device)
-    with torch.no_grad():  # non-trivial weights (some archs zero-initialise their last layers)
-        for p in base.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    base = build_model(arch, device)
     models, opts = {}, {}
     for name, (cl, _) in VARIANTS.items():
         m = copy.deepcopy(base)
@@ -96,10 +78,10 @@ def measure(arch, args):
         for r in range(args.repeats + 1):
             order = list(VARIANTS) if r % 2 else list(VARIANTS)[::-1]
             for name in order:
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 fn(name)
-                _sync(device)
+                sync(device)
                 if r:
                     times[name].append(time.perf_counter() - start)
         base_t = statistics.median(times['fp32'])
