@@ -50,6 +50,30 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def sample(shape, device, seed=0):
+    """A seeded uniform input, the same on every device."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def train_step(model, x, target):
+    """A closure running one training forward + L1 + backward (no optimizer step)."""
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.l1_loss(model(x), target).backward()
+    return step
+
+
+def train_memory(model, x, target, device):
+    """Bytes kept for backward by one training forward (CPU) / peak allocated by a step (CUDA)."""
+    from agile_ir_plugin.profiling import peak_cuda_memory, saved_activation_bytes
+    if torch.device(device).type == 'cuda':
+        return peak_cuda_memory(train_step(model, x, target), device=device)
+    model.zero_grad(set_to_none=True)
+    nbytes, out = saved_activation_bytes(model, x, model=model)
+    del out
+    return nbytes
+
+
 def metadata(device='cpu'):
     return {
         'command': 'python tools/benchmark.py ' + ' '.join(sys.argv[1:]),

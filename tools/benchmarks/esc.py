@@ -27,7 +27,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from agile_ir_plugin.archs import ESC, ESCFP
 from agile_ir_plugin.archs.esc_arch import VARIANTS
@@ -36,7 +35,7 @@ from agile_ir_plugin.ops.attention import available_backends, resolve_backend
 from agile_ir_plugin.profiling import (count_macs, count_params, device_name, peak_cuda_memory,
                                        saved_activation_bytes)
 
-from ._common import OUT_DIR, metadata, write_results
+from ._common import OUT_DIR, metadata, sample, sync, train_memory, train_step, write_results
 
 MIB = 2 ** 20
 
@@ -58,29 +57,17 @@ def add_arguments(parser):
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def _sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def _median_time(fn, repeats, device, warmup=1):
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def _train_step(model, x, target):
-    def step():
-        model.zero_grad(set_to_none=True)
-        F.l1_loss(model(x), target).backward()
-    return step
 
 
 def _infer(model, x):
@@ -88,16 +75,6 @@ def _infer(model, x):
         with torch.no_grad():
             model(x)
     return run
-
-
-def _train_memory(model, x, target, device):
-    """Bytes kept for backward (CPU) / peak allocated in a training step (CUDA)."""
-    if torch.device(device).type == 'cuda':
-        return peak_cuda_memory(_train_step(model, x, target), device=device)
-    model.zero_grad(set_to_none=True)
-    nbytes, out = saved_activation_bytes(model, x, model=model)
-    del out
-    return nbytes
 
 
 def _infer_memory(model, x, device):
@@ -108,10 +85,6 @@ def _fmt(value, unit=''):
     if value is None:
         return 'n/a'
     return f'{value:.3g}{unit}'
-
-
-def _sample(shape, device, seed=0):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -175,9 +148,9 @@ def attention_sweep(backends, windows, device, repeats, quick):
 def network_sweep(backends, windows, device, repeats, quick):
     rows = []
     train_lr, infer_lr = (32, 48) if quick else (64, 128)
-    x_train = _sample((1, 3, train_lr, train_lr), device)
-    target = _sample((1, 3, 4 * train_lr, 4 * train_lr), device, seed=1)
-    x_infer = _sample((1, 3, infer_lr, infer_lr), device, seed=2)
+    x_train = sample((1, 3, train_lr, train_lr), device)
+    target = sample((1, 3, 4 * train_lr, 4 * train_lr), device, seed=1)
+    x_infer = sample((1, 3, infer_lr, infer_lr), device, seed=2)
     cfg = dict(VARIANTS['ESC'])
     cfg.pop('arch')
     for ws in windows:
@@ -192,8 +165,8 @@ def network_sweep(backends, windows, device, repeats, quick):
                 with torch.no_grad():
                     ran_infer = resolve_backend(backend, probe, bias.detach(), probe)
                 model.train()
-                t_train = _median_time(_train_step(model, x_train, target), repeats, device)
-                mem_train = _train_memory(model, x_train, target, device)
+                t_train = _median_time(train_step(model, x_train, target), repeats, device)
+                mem_train = train_memory(model, x_train, target, device)
                 model.eval()
                 t_infer = _median_time(_infer(model, x_infer), repeats, device)
                 mem_infer = _infer_memory(model, x_infer, device)
@@ -244,9 +217,9 @@ def official_comparison(path, device, repeats, quick):
     ours = ESC(upscaling_factor=4, **cfg).to(device)
     ours.load_state_dict(official.state_dict(), strict=True)
     train_lr, infer_lr = (32, 48) if quick else (64, 128)
-    x_train = _sample((1, 3, train_lr, train_lr), device)
-    target = _sample((1, 3, 4 * train_lr, 4 * train_lr), device, seed=1)
-    x_infer = _sample((1, 3, infer_lr, infer_lr), device, seed=2)
+    x_train = sample((1, 3, train_lr, train_lr), device)
+    target = sample((1, 3, 4 * train_lr, 4 * train_lr), device, seed=1)
+    x_infer = sample((1, 3, infer_lr, infer_lr), device, seed=2)
     nets = {'official Naive': official, 'ours (auto)': ours}
 
     # the same function: outputs agree
@@ -258,9 +231,9 @@ def official_comparison(path, device, repeats, quick):
     result = {name: {} for name in nets}
     for name, net in nets.items():
         net.train()
-        result[name]['train_memory_bytes'] = _train_memory(net, x_train, target, device)
+        result[name]['train_memory_bytes'] = train_memory(net, x_train, target, device)
     # interleaved timing: both see the same machine state
-    for phase, x, fn_of in (('train', x_train, lambda n: _train_step(n, x_train, target)),
+    for phase, x, fn_of in (('train', x_train, lambda n: train_step(n, x_train, target)),
                             ('infer', x_infer, lambda n: _infer(n, x_infer))):
         fns = {}
         for name, net in nets.items():
@@ -271,10 +244,10 @@ def official_comparison(path, device, repeats, quick):
         cpu = {name: [] for name in nets}
         for _ in range(repeats):
             for name, fn in fns.items():
-                _sync(device)
+                sync(device)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 fn()
-                _sync(device)
+                sync(device)
                 times[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
         for name in nets:

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 
 from agile_ir_plugin.archs import MSTPlusPlus, Restormer
-from agile_ir_plugin.profiling import count_params, device_name, peak_cuda_memory, saved_activation_bytes
+from agile_ir_plugin.profiling import count_params, device_name
 
-from ._common import OUT_DIR, metadata, write_results
+from ._common import OUT_DIR, metadata, sample, sync, train_memory, train_step, write_results
 
 MIB = 2 ** 20
 
@@ -159,27 +159,11 @@ def build_pair(host, official_cls, device):
 # ------------------------------------------------------------------------------------------------
 # measurements
 # ------------------------------------------------------------------------------------------------
-def _sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _sample(shape, device, seed):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
-
-
 def _infer(model, x):
     def run():
         with torch.inference_mode():
             return model(x)
     return run
-
-
-def _train_step(model, x, target):
-    def step():
-        model.zero_grad(set_to_none=True)
-        F.l1_loss(model(x), target).backward()
-    return step
 
 
 def _interleaved(fns, repeats, device):
@@ -191,23 +175,13 @@ def _interleaved(fns, repeats, device):
     cpu = {name: [] for name in fns}
     for i in range(repeats):
         for name, fn in (list(fns.items()) if i % 2 == 0 else list(fns.items())[::-1]):
-            _sync(device)
+            sync(device)
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            _sync(device)
+            sync(device)
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name]), wall[name]) for name in fns}
-
-
-def _train_memory(model, x, target, device):
-    """Bytes kept for backward by one training forward (CPU) / peak allocated by a step (CUDA)."""
-    if torch.device(device).type == 'cuda':
-        return peak_cuda_memory(_train_step(model, x, target), device=device)
-    model.zero_grad(set_to_none=True)
-    nbytes, out = saved_activation_bytes(model, x, model=model)
-    del out
-    return nbytes
 
 
 def _input_grad(model, x, target):
@@ -222,9 +196,9 @@ def compare(host, official_cls, device, infer_size, train_size, repeats):
     official, ours = build_pair(host, official_cls, device)
     nets = {'official': official, 'ours': ours}
     out_ch = 3 if host == 'Restormer' else 31
-    x_infer = _sample((1, 3, infer_size, infer_size), device, seed=2)
-    x_train = _sample((1, 3, train_size, train_size), device, seed=0)
-    target = _sample((1, out_ch, train_size, train_size), device, seed=1)
+    x_infer = sample((1, 3, infer_size, infer_size), device, seed=2)
+    x_train = sample((1, 3, train_size, train_size), device, seed=0)
+    target = sample((1, out_ch, train_size, train_size), device, seed=1)
 
     # the same function: outputs and input gradients agree
     for net in nets.values():
@@ -242,8 +216,8 @@ def compare(host, official_cls, device, infer_size, train_size, repeats):
 
     result = {name: {} for name in nets}
     for name, net in nets.items():
-        result[name]['train_memory_bytes'] = _train_memory(net, x_train, target, device)
-    timed = _interleaved({name: _train_step(net, x_train, target) for name, net in nets.items()}, repeats, device)
+        result[name]['train_memory_bytes'] = train_memory(net, x_train, target, device)
+    timed = _interleaved({name: train_step(net, x_train, target) for name, net in nets.items()}, repeats, device)
     for name, (wall, cpu, all_wall) in timed.items():
         result[name].update(train_seconds=wall, train_cpu_seconds=cpu, train_all_seconds=all_wall)
     for net in nets.values():
