@@ -104,3 +104,19 @@ def run_tool(tool, args, cwd, env=None, timeout=600):
         full_env.update(env)
     cmd = [sys.executable, str(REPO_ROOT / 'tools' / f'{tool}.py'), *args]
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def randomize(model, seed=0):
+    """Non-trivial, well-scaled weights for channel-attention hosts (Restormer, MST++, GLMHA):
+    temperatures / rescales in [0.5, 2.5], norm weights around 1, the rest ~ 1/sqrt(fan-in)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(('rescale', 'temperature')):
+                p.copy_(torch.rand(p.shape, generator=g) * 2 + 0.5)
+            elif 'norm' in name:
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() ** 0.5))
+    return model

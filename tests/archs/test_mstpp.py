@@ -12,6 +12,7 @@ from agile_ir_plugin.archs import MSTPlusPlus
 from agile_ir_plugin.archs.glmha import GLMHA
 from agile_ir_plugin.archs.mstpp_arch import SMSA, load_official_mstpp, official_mstpp_state_dict
 from agile_ir_plugin.profiling import count_macs, count_params
+from conftest import randomize
 
 OFFICIAL = json.loads((Path(__file__).parent / 'data' / 'mstpp_official_keys.json').read_text())
 TINY = dict(in_channels=3, out_channels=8, n_feat=8, stage=2)
@@ -75,19 +76,6 @@ def ref_mstpp(x, sd, stages):
     for s in range(stages):
         h = ref_mst(h, sd, f'body.{s}.')
     return (F.conv2d(h, sd['conv_out.weight'], padding=1) + x)[..., :H, :W]
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(('rescale', 'temperature')):
-                p.copy_(torch.rand(p.shape, generator=g) * 2 + 0.5)
-            elif 'norm' in name:
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() ** 0.5))
-    return model
 
 
 # --- official layout --------------------------------------------------------------------------

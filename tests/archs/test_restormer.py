@@ -11,6 +11,7 @@ from agile_ir_plugin.archs import Restormer
 from agile_ir_plugin.archs.glmha import GLMHA
 from agile_ir_plugin.archs.restormer_arch import TransformerBlock, load_official_restormer
 from agile_ir_plugin.profiling import count_macs, count_params
+from conftest import randomize
 
 OFFICIAL = json.loads((Path(__file__).parent / 'data' / 'restormer_official_keys.json').read_text())
 TINY = dict(dim=8, num_blocks=[1, 1, 2, 1], num_refinement_blocks=1, heads=[1, 2, 4, 8])
@@ -75,19 +76,6 @@ def ref_restormer(x, sd, heads, bias_free=False):
     d1 = level(torch.cat([F.pixel_shuffle(ref_conv(d2, sd, 'up2_1.body.0'), 2), e1], 1), 'decoder_level1', heads[0])
     d1 = level(d1, 'refinement', heads[0])
     return ref_conv(d1, sd, 'output') + x
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith('temperature'):
-                p.copy_(torch.rand(p.shape, generator=g) * 2 + 0.5)
-            elif 'norm' in name:
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() ** 0.5))
-    return model
 
 
 # --- official layout --------------------------------------------------------------------------
