@@ -98,11 +98,9 @@ def test_esc_exports_with_dynamic_shapes(tmp_path, case):
 
 
 def test_cli_refuses_a_missing_param_key(tmp_path):
-    import importlib.util
+    import importlib
     from conftest import REPO_ROOT
-    spec = importlib.util.spec_from_file_location('export_onnx_cli', REPO_ROOT / 'tools' / 'export_onnx.py')
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = importlib.import_module('agile_ir_plugin.cli.export_onnx')
     ckpt = tmp_path / 'net_g.pth'
     torch.save({'net': {}}, ckpt)
     with pytest.raises(SystemExit) as exc:

@@ -1,87 +1,14 @@
-"""Export a trained model to ONNX with dynamic batch / height / width, checked with onnxruntime.
-
-    python tools/export_onnx.py --arch ESC --arch-args '{"upscaling_factor": 4}' \\
-        --ckpt experiments/x/models/net_g_latest.pth --param-key params_ema --out esc_x4.onnx
-
-The ONNX graph is traced at ``--input-size`` (default 61 67: sizes that need padding to every
-window, so the padded path is the one kept; see ``agile_ir_plugin.export``) and then checked with
-onnxruntime at that size and at a second one (when onnxruntime is installed).
+#!/usr/bin/env python
 """
-import argparse
-import json
+
+The code lives in ``agile_ir_plugin.cli.export_onnx`` (also the ``agile-ir`` command for wheel users); this
+script runs it from a checkout.  ``python tools/export_onnx.py --help`` lists the options."""
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
-from agile_ir_plugin.archs import ARCHS  # noqa: E402
-from agile_ir_plugin.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from agile_ir_plugin.export import DEFAULT_OPSET, ExportError, export_onnx  # noqa: E402
-
-
-def state_dict_from(ckpt, param_key, path):
-    """The weights in a BasicSR checkpoint: ``ckpt[param_key]`` (``params_ema`` falls back to
-    ``params`` as BasicSR does), or the checkpoint itself when it is a plain state dict."""
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
-    if param_key and param_key not in ckpt and param_key == 'params_ema' and 'params' in ckpt:
-        param_key = 'params'
-    if param_key and param_key in ckpt:
-        ckpt = ckpt[param_key]
-    elif param_key and not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise ValueError(f'{path} has no {param_key!r} entry; its top-level keys: '
-                         f'{", ".join(map(str, list(ckpt)[:10]))}; pass one of them as --param-key')
-    return {k[7:] if k.startswith('module.') else k: v for k, v in ckpt.items()}
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--arch', required=True, help=f'one of {", ".join(sorted(ARCHS))}')
-    p.add_argument('--arch-args', default='{}', help='constructor keyword arguments as JSON')
-    p.add_argument('--ckpt', help='checkpoint (.pth); without it the freshly initialised weights are exported')
-    p.add_argument('--param-key', default='params_ema', help="entry holding the weights ('' for a plain state dict)")
-    p.add_argument('--out', required=True, help='output .onnx file')
-    p.add_argument('--opset', type=int, default=DEFAULT_OPSET)
-    p.add_argument('--input-size', type=int, nargs=2, default=(61, 67), metavar=('H', 'W'))
-    p.add_argument('--in-chans', type=int, default=3)
-    p.add_argument('--fixed-batch', action='store_true',
-                   help='batch fixed to 1 (for a model whose graph cannot take a symbolic batch)')
-    p.add_argument('--static-hw', action='store_true', help='height and width fixed to --input-size')
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if args.arch not in ARCHS:
-        sys.exit(f'error: unknown --arch {args.arch!r}; known: {", ".join(sorted(ARCHS))}')
-    try:
-        kwargs = json.loads(args.arch_args)
-        if not isinstance(kwargs, dict):
-            raise ValueError('not a JSON object')
-    except ValueError as err:
-        sys.exit(f'error: --arch-args must be a JSON object such as \'{{"dim": 64}}\' ({err})')
-    try:
-        model = ARCHS[args.arch](**kwargs)
-    except TypeError as err:
-        sys.exit(f'error: {args.arch} does not take --arch-args {kwargs}: {err}')
-    if args.ckpt:
-        try:
-            state = state_dict_from(load_checkpoint(args.ckpt), args.param_key, args.ckpt)
-            model.load_state_dict(state)
-        except (CheckpointError, ValueError, RuntimeError) as err:
-            sys.exit(f'error: {" ".join(str(err).split())[:600]}')
-    example = torch.rand(1, args.in_chans, *args.input_size)
-    try:
-        diff = export_onnx(model, args.out, example, opset=args.opset, dynamic_hw=not args.static_hw,
-                           dynamic_batch=not args.fixed_batch)
-    except ExportError as err:
-        sys.exit(f'error: {err}')
-    check = 'onnxruntime not installed: not checked' if diff is None else f'max |onnxruntime - torch| = {diff:.3g}'
-    print(f'wrote {args.out} ({check})')
-    return 0
-
+from agile_ir_plugin.cli.export_onnx import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,6 +1,6 @@
 """tools/leaderboard.py end to end on tiny datasets written by the test."""
 import csv
-import importlib.util
+import importlib
 import json
 
 import pytest
@@ -12,9 +12,7 @@ from agile_ir_plugin.evaluation import evaluate
 
 
 def _leaderboard_module():
-    spec = importlib.util.spec_from_file_location('leaderboard_tool', REPO_ROOT / 'tools' / 'leaderboard.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module('agile_ir_plugin.cli.leaderboard')
     return module
 
 

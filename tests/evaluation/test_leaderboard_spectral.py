@@ -1,7 +1,7 @@
 """tools/leaderboard.py in spectral mode: a tiny MST++ on a tiny NTIRE 2022-style set written here,
 checked against ``evaluate_spectral`` called directly on the same model and data."""
 import csv
-import importlib.util
+import importlib
 import json
 
 import cv2
@@ -65,9 +65,7 @@ def tiny_mstpp(tmp_path):
 
 
 def _leaderboard_main():
-    spec = importlib.util.spec_from_file_location('leaderboard_tool', REPO_ROOT / 'tools' / 'leaderboard.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module('agile_ir_plugin.cli.leaderboard')
     return module.main
 
 

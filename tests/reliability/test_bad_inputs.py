@@ -3,7 +3,7 @@ what was expected and what was found.  Each test runs ``tools/train.py``'s ``mai
 checks the message, that it is one line (SystemExit with a string: no traceback), and that every
 file under the working directory -- data, an existing experiment with a checkpoint -- is
 byte-for-byte untouched (BasicSR would otherwise have archived the experiment folder)."""
-import importlib.util
+import importlib
 
 import cv2
 import numpy as np
@@ -17,9 +17,7 @@ from agile_ir_plugin.basicsr.validation import check_option_keys, validate_optio
 
 
 def _train_main():
-    spec = importlib.util.spec_from_file_location('agile_ir_tools_train', REPO_ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module('agile_ir_plugin.cli.train')
     return module.main
 
 

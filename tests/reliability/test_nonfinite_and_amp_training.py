@@ -7,7 +7,7 @@
 - ``train.amp: bf16 | fp16``: training runs, differs from fp32 (autocast is really on) but stays
   close to it, saves the GradScaler state, and a run stopped and resumed equals an uninterrupted
   one bit for bit."""
-import importlib.util
+import importlib
 
 import pytest
 import torch
@@ -18,9 +18,7 @@ from trainproc import assert_same_weights, load_weights, tiny_sr_options
 
 
 def _train_main():
-    spec = importlib.util.spec_from_file_location('agile_ir_tools_train', REPO_ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module('agile_ir_plugin.cli.train')
     return module.main
 
 

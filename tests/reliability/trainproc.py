@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(sys.argv[1], 'tools'))
 import agile_ir_plugin  # noqa: F401
 from basicsr.models import build_model  # noqa: F401  (the imports a run needs)
 from agile_ir_plugin.basicsr import trainer, validation
-import train as train_tool
+from agile_ir_plugin.cli import train as train_tool
 validation.known_option_keys()  # pure python: scan once, every child inherits it
 
 def reply(obj):
