@@ -23,11 +23,12 @@ __all__ = ['MSTPlusPlus']
 
 def official_mstpp_state_dict(checkpoint):
     """The parameters of an official MST++ checkpoint (path, ``{'state_dict': ...}`` or a bare
-    state dict), with the ``module.`` prefix of DataParallel training removed."""
+    state dict), with the ``module.`` prefix of DataParallel training removed
+    (``agile_ir_plugin.checkpoint.extract_state_dict``, pure torch)."""
+    from ..checkpoint import extract_state_dict, load_checkpoint
     if not isinstance(checkpoint, dict):
-        checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = checkpoint.get('state_dict', checkpoint)
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+        return extract_state_dict(load_checkpoint(checkpoint), None, str(checkpoint))[0]
+    return extract_state_dict(checkpoint)[0]
 
 
 def load_official_mstpp(model, checkpoint, strict=True):

@@ -32,10 +32,12 @@ def _per_level(value, n, name):
 
 def load_official_restormer(model, checkpoint, strict=True, assign=False):
     """Load an official Restormer checkpoint (a path, or a loaded dict with key ``params`` or a
-    bare state dict) into ``model``, ``strict=True`` by default."""
+    bare state dict) into ``model``, ``strict=True`` by default (layouts read by
+    ``agile_ir_plugin.checkpoint.extract_state_dict``, pure torch)."""
+    from ..checkpoint import extract_state_dict, load_checkpoint
     if not isinstance(checkpoint, dict):
-        checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = checkpoint.get('params', checkpoint)
+        checkpoint = load_checkpoint(checkpoint)
+    state = extract_state_dict(checkpoint)[0]
     return model.load_state_dict(state, strict=strict, assign=assign)
 
 

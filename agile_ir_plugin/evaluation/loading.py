@@ -3,11 +3,13 @@
 Arch names come from ``agile_ir_plugin.archs.ARCHS`` (ours) or BasicSR's ``ARCH_REGISTRY`` (which
 ``import agile_ir_plugin`` has filled with ours too, and which holds BasicSR's own: SwinIR, EDSR,
 RRDBNet ...); ``bicubic`` is the parameter-free baseline.  Weights load with
-``agile_ir_plugin.checkpoint.load_checkpoint`` (``torch.load(weights_only=True)``, a clear message
-for legacy pickles), from the ``param_key`` of a BasicSR checkpoint (``params`` or ``params_ema``,
-whichever exists when not given), ``module.`` prefixes of DataParallel stripped.
+``agile_ir_plugin.checkpoint`` (``torch.load(weights_only=True)``, any layout: BasicSR ``params`` /
+``params_ema``, official ``state_dict`` / ``module.``, MMagic ``generator.``, bare), all or nothing.
 """
-from agile_ir_plugin.checkpoint import load_checkpoint
+import torch
+
+from agile_ir_plugin.checkpoint import (SCALE_KEYS, CheckpointError, describe_mismatch, diff_state_dict,
+                                        load_state_dict_exact, read_state_dict)
 
 from .bicubic import MatlabBicubic
 
@@ -29,37 +31,28 @@ def build_model(arch, scale=None, **kwargs):
     if scale is not None:
         import inspect
         params = inspect.signature(cls).parameters
-        for key in ('upscale', 'scale', 'upscaling_factor', 'scale_factor'):
+        for key in SCALE_KEYS:
             if key in params and key not in kwargs:
                 kwargs[key] = scale
                 break
     return cls(**kwargs)
 
 
-def load_weights(model, path, param_key=None, strict=True):
-    """Load a checkpoint into ``model``; returns the key that was used ('' for a bare state dict)."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
-    used = ''
-    if param_key:
-        if param_key not in ckpt:
-            raise ValueError(f'{path} has no {param_key!r}; its keys: {", ".join(map(str, list(ckpt)[:10]))}')
-        ckpt, used = ckpt[param_key], param_key
-    else:
-        for key in ('params', 'params_ema', 'state_dict', 'model'):
-            if key in ckpt and isinstance(ckpt[key], dict):
-                ckpt, used = ckpt[key], key
-                break
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in ckpt.items()}
-    try:
-        result = model.load_state_dict(state, strict=strict)
-    except RuntimeError as err:
-        detail = ' '.join(str(err).split())[:400]
-        raise ValueError(f'{path} ({used or "state dict"}) does not fit {type(model).__name__}: {detail}') from None
-    if strict is False and (result.missing_keys or result.unexpected_keys):
+def load_weights(model, path, param_key=None, strict=True, build=None, scale=None):
+    """Load a checkpoint of any layout (``agile_ir_plugin.checkpoint.extract_state_dict``) into ``model``;
+    returns the weight set used ('' for a bare state dict).  ``strict``: every tensor or a
+    ``CheckpointError`` naming the keys (and, with ``build``/``scale``, a checkpoint of another scale);
+    ``strict=False`` loads what fits and logs the counts of missing and unexpected keys."""
+    state, used = read_state_dict(path, param_key)
+    if strict:
+        return load_state_dict_exact(model, state, path, used, build=build, scale=scale)
+    missing, unexpected, shapes = diff_state_dict(model.state_dict(), state)
+    if shapes:
+        raise CheckpointError(f'{path} [{used or "state dict"}] does not fit {type(model).__name__}, even '
+                              f'non-strictly: {describe_mismatch(model.state_dict(), state)}.')
+    torch.nn.Module.load_state_dict(model, state, strict=False)
+    if missing or unexpected:
         import logging
         logging.getLogger('agile_ir_plugin.evaluation').warning(
-            'non-strict load of %s: %d missing, %d unexpected keys', path, len(result.missing_keys),
-            len(result.unexpected_keys))
+            'non-strict load of %s: %d missing, %d unexpected keys', path, len(missing), len(unexpected))
     return used
