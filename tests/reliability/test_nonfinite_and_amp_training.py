@@ -57,7 +57,10 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_max_bad_steps(tmp_pa
     assert msg.startswith('error: stopped at iter 8: 3 consecutive steps had a non-finite loss or gradient '
                           '(train.max_bad_steps=3; 4 skipped in all)'), msg
     exp = tmp_path / 'experiments' / 'nan'
-    assert f'the newest checkpoint in {exp / "models"} is the last good one (iter 5)' in msg and '\n' not in msg
+    # iter 5's weights gave the three bad steps in a row (6, 7, 8): the last good checkpoint is 4
+    assert (f'the last good checkpoint is iter 4 in {exp / "models"} (iter 5 holds the weights that gave the '
+            'non-finite steps)') in msg and '\n' not in msg
+    assert 'path:resume_state=<training_states/4.state>' in msg
     assert NaNAtItersL1Loss.calls == 8  # it stopped at the 3rd bad step in a row, not later
 
     states = sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state'))
@@ -67,6 +70,36 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_max_bad_steps(tmp_pa
     assert int(state['optimizers'][0]['state'][0]['step']) == 4  # 5 iterations, 1 optimizer step skipped
     for w in load_weights(exp / 'models' / 'net_g_5.pth').values():
         assert all(torch.isfinite(t).all() for t in w.values())
+
+
+def _train_with_optimizer(tmp_path, data, name, optim, total=6):
+    opt = tiny_sr_options(data, name, total)
+    opt['train']['optim_g'] = optim
+    opt['train']['max_bad_steps'] = 3
+    with pytest.raises(SystemExit) as exc:
+        _train_main()(['-opt', str(dump_yaml(opt, tmp_path / f'{name}.yml'))])
+    return exc.value.code, tmp_path / 'experiments' / name
+
+
+def test_a_step_that_makes_weights_nonfinite_stops_the_run_before_saving(tmp_path, monkeypatch, data):
+    """AdamW's decoupled decay multiplies the weights by 1 - lr * wd = -1e40: inf in fp32 although the
+    gradients are finite.  Checking gradients only, the run published net_g_1.pth full of inf/NaN."""
+    monkeypatch.chdir(tmp_path)
+    msg, exp = _train_with_optimizer(tmp_path, data, 'infw', {'type': 'AdamW', 'lr': 1e20, 'weight_decay': 1e20})
+    assert msg.startswith('error: stopped at iter 1: the optimizer step made weights non-finite'), msg
+    assert 'no checkpoint of this run holds good weights' in msg and '\n' not in msg
+    assert not list((exp / 'models').glob('*.pth')) and not list((exp / 'training_states').glob('*.state'))
+
+
+def test_lr_1e20_does_not_call_the_checkpoint_that_caused_the_nans_good(tmp_path, monkeypatch, data):
+    """lr 1e20: step 1 leaves finite weights of ~5e19 (saved as iter 1), every later forward is NaN.
+    The guard used to call iter 1 'the last good one'; its weights are the ones that gave the NaNs."""
+    monkeypatch.chdir(tmp_path)
+    msg, exp = _train_with_optimizer(tmp_path, data, 'lr20', {'type': 'AdamW', 'lr': 1e20, 'weight_decay': 1e-4})
+    assert msg.startswith('error: stopped at iter 4: 3 consecutive steps had a non-finite loss'), msg
+    assert 'no checkpoint of this run holds good weights' in msg
+    w = load_weights(exp / 'models' / 'net_g_1.pth')['params']
+    assert max(float(t.abs().max()) for t in w.values()) > 1e18  # what the old message called good
 
 
 def _run(tmp_path, data, name, total, amp, extra_argv=()):

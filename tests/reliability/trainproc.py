@@ -24,7 +24,7 @@ import json, os, sys, traceback
 sys.path.insert(0, os.path.join(sys.argv[1], 'tools'))
 import agile_ir_plugin  # noqa: F401
 from basicsr.models import build_model  # noqa: F401  (the imports a run needs)
-from agile_ir_plugin.basicsr import trainer, validation
+from agile_ir_plugin.basicsr import loop, validation  # noqa: F401
 from agile_ir_plugin.cli import train as train_tool
 validation.known_option_keys()  # pure python: scan once, every child inherits it
 
