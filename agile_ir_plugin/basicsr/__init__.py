@@ -4,6 +4,9 @@ Thin by design: registration lines and the few components BasicSR 1.4.2 lacks.  
 component module in ``models/``, ``losses/``, ``data/`` and ``metrics/`` registers itself with
 BasicSR's decorator when imported; archs stay pure torch and are registered from
 ``agile_ir_plugin.archs.ARCHS`` here.
+
+Every name is also registered as ``agile_ir.<Name>``; a plain name owned by another package (a
+BasicSR fork's ``ESC``) stays theirs, in either import order (see :mod:`.registry`).
 """
 import importlib
 from pathlib import Path
@@ -27,8 +30,8 @@ def register_all():
     from basicsr.utils.registry import ARCH_REGISTRY
 
     from .. import archs
+    from .registry import register_name
     for name, cls in archs.ARCHS.items():
-        if name not in ARCH_REGISTRY:
-            ARCH_REGISTRY._do_register(name, cls)
+        register_name(ARCH_REGISTRY, name, cls)
     _import_component_modules()
     _REGISTERED = True
