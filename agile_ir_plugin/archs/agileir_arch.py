@@ -198,7 +198,7 @@ class GroupShiftedWindowAttention(nn.Module):
     """
 
     def __init__(self, dim, window_size, num_heads, qk_dim, num_groups=1, qkv_bias=True, attn_backend='auto',
-                 recompute=True):
+                 recompute=True, attn_fallback=False):
         super().__init__()
         if num_heads % num_groups:
             raise ValueError(f'GSWA: num_heads={num_heads} must be divisible by num_groups={num_groups}.')
@@ -207,7 +207,7 @@ class GroupShiftedWindowAttention(nn.Module):
                              f'num_heads={num_heads}.')
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
         self.qk_dim, self.num_groups = qk_dim, num_groups
-        self.attn_backend, self.recompute = attn_backend, recompute
+        self.attn_backend, self.recompute, self.attn_fallback = attn_backend, recompute, attn_fallback
         self.scale = (qk_dim // num_heads) ** -0.5
         # per group the projection outputs [q_g | k_g | v_g]; with one group that is Swin's [q | k | v]
         self.qkv = GroupedLinear(dim, 2 * qk_dim + dim, num_groups, bias=qkv_bias)
@@ -245,7 +245,7 @@ class GroupShiftedWindowAttention(nn.Module):
                 return t.reshape(b, nw, n, heads, d).permute(0, 1, 3, 2, 4).reshape(b, nw * heads, n, d)
             bias = (mask.unsqueeze(1) + bias.unsqueeze(0)).reshape(1, nw * heads, n, n)
         out = attention(heads_first(q, dq), heads_first(k, dq), heads_first(v, dv), bias=bias,
-                        backend=self._backend(qkv), scale=self.scale)
+                        backend=self._backend(qkv), scale=self.scale, fallback=self.attn_fallback)
         return out.view(b, nw, heads, n, dv).transpose(2, 3).reshape(b, nw, n, self.dim)
 
     def forward(self, qkv_windows, mask=None):
@@ -278,13 +278,13 @@ class GSWATransformerLayer(nn.Module):
     """x + GSWA(LN(x)) ; x + MLP(LN(x)), on a (B, H, W, C) token grid padded to the window."""
 
     def __init__(self, dim, num_heads, window_size, shift_size, qk_dim, num_groups, mlp_ratio=2., qkv_bias=True,
-                 drop_path=0., attn_backend='auto', recompute=True):
+                 drop_path=0., attn_backend='auto', recompute=True, attn_fallback=False):
         super().__init__()
         self.dim, self.window_size, self.shift_size = dim, window_size, shift_size
         self.drop_path, self.recompute = drop_path, recompute
         self.norm1 = nn.LayerNorm(dim)
         self.attn = GroupShiftedWindowAttention(dim, window_size, num_heads, qk_dim, num_groups, qkv_bias,
-                                                attn_backend, recompute)
+                                                attn_backend, recompute, attn_fallback)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -368,6 +368,8 @@ class AgileIR(nn.Module):
             (rounded down to a multiple of the heads, at least one channel per head): 30 for 60.
         num_groups (int): head groups of GSWA (each with its own channel slice); default 2.
         attn_backend (str): backend of ``agile_ir_plugin.ops.attention.attention``.
+        attn_fallback (bool): let a fused attention kernel that fails at run time fall back to the
+            exact ``chunked`` backend (default: that failure is an error naming the inputs).
         recompute (bool): re-run LayerNorms, GELU, attention in backward instead of storing them
             (see module docstring); False gives plain autograd (same values and gradients).
         ape, use_checkpoint, qk_scale, drop_rate, attn_drop_rate, norm_layer, patch_size: SwinIR
@@ -377,6 +379,7 @@ class AgileIR(nn.Module):
     def __init__(self, upscale=2, in_chans=3, img_size=64, window_size=8, img_range=1., depths=(6, 6, 6, 6),
                  embed_dim=60, num_heads=(6, 6, 6, 6), mlp_ratio=2., upsampler='pixelshuffledirect',
                  resi_connection='1conv', qk_dim=None, num_groups=2, attn_backend='auto', recompute=True,
+                 attn_fallback=False,
                  qkv_bias=True, drop_path_rate=0.1, patch_norm=True, ape=False, use_checkpoint=False,
                  qk_scale=None, drop_rate=0., attn_drop_rate=0., patch_size=1, **kwargs):
         super().__init__()
@@ -408,7 +411,7 @@ class AgileIR(nn.Module):
                 depth, dpr[sum(depths[:i]):sum(depths[:i + 1])], resi_connection, dim=embed_dim,
                 num_heads=num_heads[i], window_size=window_size, qk_dim=layer_qk_dim(num_heads[i]),
                 num_groups=num_groups, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, attn_backend=attn_backend,
-                recompute=recompute))
+                recompute=recompute, attn_fallback=attn_fallback))
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = _conv_block(embed_dim, resi_connection)
         self.upsample = nn.Sequential(nn.Conv2d(embed_dim, upscale ** 2 * in_chans, 3, 1, 1), nn.PixelShuffle(upscale))

@@ -31,9 +31,11 @@ once by ``convert()``) plus a per-sample 3x3 depthwise kernel predicted from the
 Differences from the official code (none changes the function or the checkpoint layout):
 
 - attention goes through ``agile_ir_plugin.ops.attention`` (``attn_backend``, default ``auto``:
-  the fastest exact backend for the device and dtype); the official ``attn_type``
-  (Naive / SDPA / Flex) is accepted for option compatibility and ignored, all three compute the
-  same function;
+  a fused kernel that takes the relative-position bias: on CUDA SDPA memory-efficient / cuDNN,
+  on CPU the fused flash kernel, or exact chunked attention where no fused kernel takes a bias
+  that needs a gradient; ``attn_backend: flex`` is the official Flex path); the official
+  ``attn_type`` (Naive / SDPA / Flex) is accepted for option compatibility and ignored, all three
+  compute the same function;
 - any batch size in training *and* eval (the official eval path reshapes the dynamic kernel for
   batch 1 only), no in-place writes into the input of ConvAttn;
 - while exporting (``torch.export`` / ONNX) the per-sample kernels run as a sum of shifted taps
@@ -147,12 +149,12 @@ class WindowAttention(nn.Module):
     """Multi-head self-attention in non-overlapping ``window_size`` windows with a learnable
     relative-position bias; input reflect-padded to whole windows and the output cropped back."""
 
-    def __init__(self, dim, window_size, num_heads, attn_backend='auto'):
+    def __init__(self, dim, window_size, num_heads, attn_backend='auto', attn_fallback=False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads}).')
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
-        self.attn_backend = attn_backend
+        self.attn_backend, self.attn_fallback = attn_backend, attn_fallback
         self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
         self.to_out = nn.Conv2d(dim, dim, 1)
         self.relative_position_bias = nn.Parameter(torch.randn(num_heads, (2 * window_size - 1) ** 2) * 1e-3)
@@ -172,7 +174,8 @@ class WindowAttention(nn.Module):
         qkv = self.to_qkv(x).view(b, 3, heads, c // heads, nh, ws, nw, ws)
         # -> (3, B * windows, heads, ws*ws, head_dim), one copy
         qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * nh * nw, heads, ws * ws, c // heads)
-        out = attention(qkv[0], qkv[1], qkv[2], bias=self.position_bias().to(x.dtype), backend=self.attn_backend)
+        out = attention(qkv[0], qkv[1], qkv[2], bias=self.position_bias().to(x.dtype), backend=self.attn_backend,
+                        fallback=self.attn_fallback)
         out = out.view(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
         return self.to_out(out[:, :, :h, :w])
 
@@ -319,12 +322,12 @@ class ESCBlock(nn.Module):
     conv, plus the block skip.  ``fp`` selects ESC-FP's ConvAttn and proj width (1.5 vs 2)."""
 
     def __init__(self, dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio,
-                 attn_backend='auto', use_ln=False, fp=False):
+                 attn_backend='auto', use_ln=False, fp=False, attn_fallback=False):
         super().__init__()
         self.ln_proj = LayerNorm2d(dim)
         self.proj = ConvFFN(dim, 3, 1.5 if fp else 2)
         self.ln_attn = LayerNorm2d(dim)
-        self.attn = WindowAttention(dim, window_size, num_heads, attn_backend)
+        self.attn = WindowAttention(dim, window_size, num_heads, attn_backend, attn_fallback)
         self.lns = nn.ModuleList([LayerNorm2d(dim) if (use_ln or fp) else nn.Identity() for _ in range(conv_blocks)])
         conv_attn = DecomposedConvAttnWrapper if fp else ConvAttnWrapper
         self.pconvs = nn.ModuleList([conv_attn(dim, pdim, kernel_size) for _ in range(conv_blocks)])
@@ -388,11 +391,14 @@ class ESC(_ResizingLoad, nn.Module):
     n_blocks, conv_blocks (ConvFFN+ConvAttn pairs per block), window_size, num_heads,
     upscaling_factor, exp_ratio (ConvFFN width), attn_type (official Naive/SDPA/Flex; accepted and
     ignored: see ``attn_backend``), use_ln (LayerNorm before each ConvFFN; official default False).
-    attn_backend: ``agile_ir_plugin.ops.attention`` backend, ``'auto'`` picks the fastest exact one.
+    attn_backend: ``agile_ir_plugin.ops.attention`` backend, ``'auto'`` picks a fused exact one (and
+    logs which and why once).  attn_fallback: let a fused kernel that fails at run time fall back
+    to the exact ``chunked`` backend (default False: that failure is an error naming the inputs).
     """
 
     def __init__(self, dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4,
-                 upscaling_factor=4, exp_ratio=1.25, attn_type=None, use_ln=False, attn_backend='auto'):
+                 upscaling_factor=4, exp_ratio=1.25, attn_type=None, use_ln=False, attn_backend='auto',
+                 attn_fallback=False):
         super().__init__()
         self.upscaling_factor = upscaling_factor
         self.attn_type = attn_type  # kept for reference only
@@ -401,7 +407,8 @@ class ESC(_ResizingLoad, nn.Module):
         self.converted = False
         self.proj = nn.Conv2d(3, dim, 3, padding=1)
         self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_backend, use_ln)
+            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_backend, use_ln,
+                     attn_fallback=attn_fallback)
             for _ in range(n_blocks)])
         self.last = nn.Conv2d(dim, dim, 3, padding=1)
         self.to_img = nn.Conv2d(dim, 3 * upscaling_factor ** 2, 3, padding=1)
@@ -438,7 +445,7 @@ class ESCFP(_ResizingLoad, nn.Module):
     and a bicubic skip.  Same arguments as ``ESC`` (official defaults dim 48, 3 heads)."""
 
     def __init__(self, dim=48, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=3,
-                 upscaling_factor=4, exp_ratio=1.25, attn_type=None, attn_backend='auto'):
+                 upscaling_factor=4, exp_ratio=1.25, attn_type=None, attn_backend='auto', attn_fallback=False):
         super().__init__()
         self.upscaling_factor = upscaling_factor
         self.attn_type = attn_type
@@ -447,7 +454,8 @@ class ESCFP(_ResizingLoad, nn.Module):
         nn.init.orthogonal_(self.lk_spatial)
         self.proj = nn.Conv2d(3, dim, 3, padding=1)
         self.blocks = nn.ModuleList([
-            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_backend, fp=True)
+            ESCBlock(dim, pdim, conv_blocks, kernel_size, window_size, num_heads, exp_ratio, attn_backend, fp=True,
+                     attn_fallback=attn_fallback)
             for _ in range(n_blocks)])
         self.ln_last = LayerNorm2d(dim)
         self.last = nn.Conv2d(dim, dim, 3, padding=1)

@@ -1,6 +1,6 @@
 """One attention function, many backends: archs say *what* they attend, this module says *how*.
 
-``attention(q, k, v, bias=None, backend='auto', scale=None)`` computes
+``attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False)`` computes
 ``softmax(q @ k^T * scale + bias) @ v`` for ``q: (B, H, Nq, Dqk)``, ``k: (B, H, Nk, Dqk)``,
 ``v: (B, H, Nk, Dv)`` (``Dv`` may differ from ``Dqk``) and an additive float ``bias``
 broadcastable to ``(B, H, Nq, Nk)`` (relative-position bias, a shift mask as large negative
@@ -12,43 +12,47 @@ Backends
 --------
 - ``naive``: the reference: explicit matmul + softmax.  Keeps the ``(B, H, Nq, Nk)``
   probability matrix for backward.
-- ``chunked``: exact flash-style attention in plain PyTorch, for any device, dtype, head dims and
-  bias.  The forward keeps only ``out`` and the row log-sum-exp (on CPU it runs PyTorch's fused
-  CPU flash kernel when ``Dqk == Dv``); the backward recomputes the probabilities a few windows at
-  a time (at most ``CHUNK_ELEMENTS`` scores at once) and returns gradients for q, k, v and the
-  bias.  This is what training with a *learnable* bias needs on CPU: PyTorch's CPU flash kernel
-  refuses a bias that requires grad and SDPA then silently runs its N x N math path.
-- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``; PyTorch picks the kernel (flash,
-  memory-efficient, cuDNN, CPU flash, or its math path when none accepts the inputs).
-- ``flex``: ``torch.nn.attention.flex_attention`` with the bias added through ``score_mod``.
-  Compiled with ``torch.compile`` on CUDA; eager (unfused, forward only) elsewhere, because
-  FlexAttention has no CPU backward.  Opt-in: ``auto`` never picks it (compilation can be slow or
-  unavailable).
-- ``flash_attn``: the ``flash_attn`` package (CUDA, fp16/bf16, ``Dqk == Dv <= 256``).  It takes no
-  additive bias, so **with a bias it is not used**: the call goes to what ``auto`` picks for the
-  same inputs (on CUDA: SDPA, whose memory-efficient / cuDNN kernels take an additive bias and
-  return its gradient).  We do not approximate the bias (e.g. low rank): outputs stay exact.
+- ``chunked``: exact flash-style attention in plain PyTorch (``ops/chunked.py``), for any device,
+  dtype, head dims and bias; keeps ``out`` and the row log-sum-exp, recomputes the rest in chunks.
+- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` restricted to PyTorch's *fused*
+  kernels (never its N x N math path, which is what ``naive`` is): on CUDA flash (no bias),
+  memory-efficient and cuDNN (both take an additive bias and return its gradient); on CPU the
+  fused CPU flash kernel (which takes a bias, but not one that needs a gradient).  On CUDA the
+  head dims are zero-padded to a multiple of 8 when that lets a fused kernel take them (zero
+  channels change no score and no gradient).
+- ``flex``: ``torch.nn.attention.flex_attention`` with the bias read inside ``score_mod``, as the
+  official ESC does; compiled (``torch.compile(dynamic=True)``) on CUDA; eager (unfused, forward
+  only) elsewhere, because FlexAttention has no CPU backward.
+- ``flash_attn``: the ``flash_attn`` package (CUDA, fp16/bf16, ``Dqk == Dv <= 256``) for calls
+  **without** a bias only.  ESC and AgileIR always pass a relative-position bias, so they never
+  run it (a low-rank or dropped bias would change the function); it serves bias-free callers.
 
-Selection
----------
-``auto`` (default) picks, for the inputs at hand:
+Selection (``auto``, the default), for the inputs at hand
+---------------------------------------------------------
+- CUDA: ``flash_attn`` when installed and the call has no bias (fp16/bf16, equal head dims);
+  else ``sdpa`` when PyTorch says one of its fused kernels takes the inputs (asked through
+  ``torch.backends.cuda.can_use_*_attention``); else ``chunked``.  FlexAttention is never picked
+  by ``auto`` (its first call compiles); ask for it with ``backend='flex'``.
+- other devices (CPU): ``sdpa`` when the fused CPU kernel takes the inputs (equal head dims, no
+  bias that needs a gradient while autograd records), else ``chunked``.
 
-- CUDA: ``flash_attn`` when installed and it supports the inputs (no bias, fp16/bf16, equal head
-  dims), else ``sdpa``.
-- other devices (CPU): ``sdpa`` when PyTorch's fused CPU kernel accepts the inputs (equal head
-  dims, and no bias that needs a gradient while autograd records), else ``chunked``.
+``choose_backend`` returns the backend *and the reason*; ``auto`` logs both once per kind of
+input on the ``agile_ir_plugin.ops.attention`` logger (INFO).  An explicit backend that cannot
+take the inputs (``flash_attn`` not installed / with a bias / in fp32, ``flex`` needing a CPU
+backward, ``sdpa`` where no fused kernel fits) runs what ``auto`` picks, with a one-time warning.
 
-If a fused kernel (``sdpa``, ``flex``, ``flash_attn``) still raises at run time (no kernel for
-these inputs, compilation failure; not out-of-memory), the call falls back to ``chunked``.  An explicit
-backend that cannot take the inputs (``flash_attn`` not installed / with a bias / in fp32,
-``flex`` needing a CPU backward) falls back to what ``auto`` picks, with a one-time warning;
-``resolve_backend`` tells which backend will run.  Unknown names raise ``ValueError``.
+A fused kernel (``sdpa``, ``flex``, ``flash_attn``) that still raises at run time (no kernel,
+compilation failure; not out-of-memory) is an **error** naming the backend and the inputs,
+unless the caller allowed the fallback (``fallback=True``; the archs' ``attn_fallback`` option):
+then the call runs ``chunked`` (exact) with a one-time warning.  Unknown names raise ``ValueError``.
 """
-import math
+import logging
 import warnings
 
 import torch
 import torch.nn.functional as F
+
+from .chunked import chunked_attention
 
 try:  # PyTorch >= 2.5
     from torch.nn.attention.flex_attention import flex_attention as _flex_attention
@@ -61,15 +65,11 @@ except Exception:  # ImportError, or a build that does not match this torch
     _flash_attn_func = None
 
 BACKENDS = ('naive', 'chunked', 'sdpa', 'flex', 'flash_attn')
+HEAD_DIM_ALIGN = 8  # CUDA SDPA: head dims zero-padded to this multiple when that admits a fused kernel
 
-#: Largest number of attention scores the ``chunked`` backend materialises at once (per chunk):
-#: 2**19 fp32 scores = 2 MiB, small enough to stay in cache (measured fastest on CPU).
-CHUNK_ELEMENTS = 2 ** 19
-CUDA_CHUNK_ELEMENTS = 2 ** 25  # GPUs: fewer, larger kernels
-
-_CPU_FLASH = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
+logger = logging.getLogger(__name__)
 _WARNED = set()
-_LOG2E = math.log2(math.e)
+_LOGGED = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,8 +104,43 @@ def _warn_once(key, message):
         warnings.warn(message, stacklevel=3)
 
 
-def _unsupported_reason(name, q, bias, dv):
+def describe_inputs(q, k, v, bias):
+    """'q (B, H, N, D) bfloat16 on cuda:0, k ..., v ..., bias (1, H, N, N) (requires grad)'."""
+    def one(name, t):
+        if t is None:
+            return f'{name} None'
+        grad = ' (requires grad)' if t.requires_grad and torch.is_grad_enabled() else ''
+        return f'{name} {tuple(t.shape)}{grad}'
+    return (f'{one("q", q)}, {one("k", k)}, {one("v", v)}, {one("bias", bias)}; '
+            f'{str(q.dtype).replace("torch.", "")} on {q.device}')
+
+
+def _padded(t, multiple=HEAD_DIM_ALIGN):
+    d = t.shape[-1]
+    return t if d % multiple == 0 else F.pad(t, (0, -d % multiple))
+
+
+def _cuda_fused_sdpa_kernels(q, k, v, bias):
+    """PyTorch's fused CUDA SDPA kernels that take these inputs (head dims padded to a multiple of
+    ``HEAD_DIM_ALIGN``), in PyTorch's order of preference; asked, not guessed."""
+    cuda = torch.backends.cuda
+    params = cuda.SDPAParams(_padded(q), _padded(k), _padded(v), None if bias is None else bias.to(q.dtype),
+                             0.0, False, False)
+    probes = (('flash', getattr(cuda, 'can_use_flash_attention', None)),
+              ('cudnn', getattr(cuda, 'can_use_cudnn_attention', None)),
+              ('memory-efficient', getattr(cuda, 'can_use_efficient_attention', None)))
+    kernels = []
+    with warnings.catch_warnings():  # each refusal warns its reason: the caller reports one line
+        warnings.simplefilter('ignore')
+        for name, probe in probes:
+            if probe is not None and (name != 'flash' or bias is None) and probe(params, False):
+                kernels.append(name)
+    return kernels
+
+
+def _unsupported_reason(name, q, k, v, bias):
     """Why backend ``name`` cannot run these inputs (None when it can)."""
+    dv = v.shape[-1]
     grad = torch.is_grad_enabled() and (q.requires_grad or _bias_needs_grad(bias))  # k, v: see flex_attention
     if name == 'flash_attn':
         if _flash_attn_func is None:
@@ -125,17 +160,35 @@ def _unsupported_reason(name, q, bias, dv):
         if q.device.type != 'cuda' and grad:
             return 'FlexAttention has no backward on CPU'
         return None
+    if name == 'sdpa':
+        if q.device.type == 'cuda':
+            if not _cuda_fused_sdpa_kernels(q, k, v, bias):
+                return 'no fused CUDA SDPA kernel (flash, cuDNN, memory-efficient) takes these inputs'
+            return None
+        if dv != q.shape[-1]:
+            return "the fused CPU SDPA kernel needs Dqk == Dv"
+        if _bias_needs_grad(bias):
+            return ('the fused CPU SDPA kernel takes no bias that needs a gradient '
+                    '(SDPA would run its N x N math path)')
+        return None
     return None
 
 
-def _auto(q, bias, dv):
+def _auto(q, k, v, bias):
+    """(backend, reason) of ``auto`` for these inputs."""
     if q.device.type == 'cuda':
-        return 'flash_attn' if _unsupported_reason('flash_attn', q, bias, dv) is None else 'sdpa'
-    same_dims = dv == q.shape[-1]
-    if same_dims and not _bias_needs_grad(bias) and q.dtype in (torch.float32, torch.bfloat16, torch.float16,
-                                                                  torch.float64):
-        return 'sdpa'  # PyTorch's fused CPU flash kernel accepts these inputs
-    return 'chunked'
+        if bias is None and _unsupported_reason('flash_attn', q, k, v, bias) is None:
+            return 'flash_attn', 'no bias, half precision, equal head dims: the flash_attn package'
+        kernels = _cuda_fused_sdpa_kernels(q, k, v, bias)
+        if kernels:
+            return 'sdpa', (f"fused SDPA kernel ({' / '.join(kernels)}) takes the inputs"
+                            + (' and the additive bias (with its gradient)' if bias is not None else ''))
+        return 'chunked', ('no fused CUDA SDPA kernel takes these inputs; exact flash-style attention '
+                           'in PyTorch (keeps out + log-sum-exp only)')
+    why = _unsupported_reason('sdpa', q, k, v, bias)
+    if why is None:
+        return 'sdpa', 'the fused CPU flash kernel takes the inputs'
+    return 'chunked', why + '; exact flash-style attention in PyTorch (keeps out + log-sum-exp only)'
 
 
 def available_backends():
@@ -148,20 +201,27 @@ def available_backends():
     return names
 
 
-def resolve_backend(backend, q, bias=None, v=None):
-    """The backend that ``attention(q, k, v, bias, backend)`` will run (``v`` gives Dv; Dv = Dqk if None)."""
+def choose_backend(backend, q, bias=None, v=None, k=None):
+    """``(name, reason)``: the backend ``attention(q, k, v, bias, backend)`` runs and why
+    (``v`` gives Dv, ``k`` defaults to ``q``'s shape)."""
     if backend != 'auto' and backend not in BACKENDS:
         raise ValueError(f"Unknown attention backend {backend!r}; expected 'auto' or one of {BACKENDS}.")
-    dv = q.shape[-1] if v is None else v.shape[-1]
+    k = q if k is None else k
+    v = q if v is None else v
     if backend == 'auto':
-        return _auto(q, bias, dv)
-    reason = _unsupported_reason(backend, q, bias, dv)
+        return _auto(q, k, v, bias)
+    reason = _unsupported_reason(backend, q, k, v, bias)
     if reason is None:
-        return backend
-    fallback = _auto(q, bias, dv)
+        return backend, 'asked for'
+    fallback, why = _auto(q, k, v, bias)
     _warn_once((backend, reason), f"attention backend {backend!r} cannot run these inputs ({reason}); "
-                                  f"using {fallback!r} instead.")
-    return fallback
+                                  f"using {fallback!r} instead ({why}).")
+    return fallback, f'{backend!r} cannot run these inputs ({reason}); {why}'
+
+
+def resolve_backend(backend, q, bias=None, v=None, k=None):
+    """The backend that ``attention(q, k, v, bias, backend)`` will run (see ``choose_backend``)."""
+    return choose_backend(backend, q, bias, v, k)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,10 +237,30 @@ def naive_attention(q, k, v, bias=None, scale=None):
     return attn @ v
 
 
+def _fused_sdpa_backends(device_type):
+    from torch.nn.attention import SDPBackend
+    if device_type == 'cuda':
+        return [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    return [SDPBackend.FLASH_ATTENTION]  # CPU: the fused flash kernel
+
+
 def sdpa_attention(q, k, v, bias=None, scale=None):
+    """SDPA restricted to fused kernels (raises "No available kernel" rather than running math)."""
+    from torch.nn.attention import sdpa_kernel
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if bias is not None:
         bias = bias.to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        if not torch.is_grad_enabled():  # the CPU kernel checks requires_grad, not the grad mode
+            bias = bias.detach()
+    dv = v.shape[-1]
+    if q.device.type == 'cuda':  # zero channels: the same scores, the same gradients
+        q, k, v = _padded(q), _padded(k), _padded(v)
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():  # the exported op picks its kernel
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    else:
+        with sdpa_kernel(_fused_sdpa_backends(q.device.type)):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    return out if out.shape[-1] == dv else out[..., :dv]
 
 
 def flex_attention(q, k, v, bias=None, scale=None):
@@ -207,144 +287,43 @@ _COMPILED_FLEX = []
 
 
 def _compiled_flex():
-    if not _COMPILED_FLEX:
-        _COMPILED_FLEX.append(torch.compile(_flex_attention, dynamic=False))
+    if not _COMPILED_FLEX:  # as the official ESC: one compiled kernel for every number of windows
+        _COMPILED_FLEX.append(torch.compile(_flex_attention, dynamic=True))
     return _COMPILED_FLEX[0]
 
 
 def flash_attn_attention(q, k, v, bias=None, scale=None):
     """flash_attn takes (B, N, H, D); bias must be None (see the module docstring)."""
-    assert bias is None, 'flash_attn takes no bias; resolve_backend routes biased calls elsewhere'
+    assert bias is None, 'flash_attn takes no bias; choose_backend routes biased calls elsewhere'
     out = _flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale)
     return out.transpose(1, 2)
-
-
-def _blocks(b, h, nq, nk, device):
-    """Chunks of the (batch, query rows) space holding <= CHUNK_ELEMENTS scores (CUDA: more):
-    whole windows while they fit (measured fastest on CPU), else blocks of query rows."""
-    limit = CHUNK_ELEMENTS if device.type == 'cpu' else CUDA_CHUNK_ELEMENTS
-    rows = nq if h * nq * nk <= limit else max(1, limit // (h * nk))
-    batch = max(1, limit // (h * rows * nk))
-    for b0 in range(0, b, batch):
-        for r0 in range(0, nq, rows):
-            yield slice(b0, min(b, b0 + batch)), slice(r0, min(nq, r0 + rows))
-
-
-def _bias_block_index(bias4, bs, rs):
-    """Index of a chunk's rows in the 4-D bias; broadcast dims of size 1 are kept whole."""
-    return (bs if bias4.shape[0] > 1 else slice(None), slice(None), rs if bias4.shape[2] > 1 else slice(None))
-
-
-def _bias_block(bias4, bs, rs):
-    return bias4[_bias_block_index(bias4, bs, rs)]
-
-
-class _ChunkedAttention(torch.autograd.Function):
-    """Exact attention keeping (q, k, v, bias, out, lse) for backward instead of the N x N matrices."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias4, scale):
-        b, h, nq, _ = q.shape
-        nk = k.shape[2]
-        acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
-        out = lse = None
-        if _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]:
-            try:
-                mask = None if bias4 is None else bias4.to(q.dtype)
-                out, lse = _CPU_FLASH(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
-            except RuntimeError:
-                out = lse = None
-        if out is None:
-            out = q.new_empty(b, h, nq, v.shape[-1])
-            lse = q.new_empty(b, h, nq, dtype=acc)
-            for bs, rs in _blocks(b, h, nq, nk, q.device):
-                s = (q[bs, :, rs].to(acc) @ k[bs].to(acc).transpose(-2, -1)) * scale
-                if bias4 is not None:
-                    s = s + _bias_block(bias4, bs, rs).to(acc)
-                row_lse = torch.logsumexp(s, dim=-1, keepdim=True)
-                out[bs, :, rs] = (torch.exp(s - row_lse) @ v[bs].to(acc)).to(out.dtype)
-                lse[bs, :, rs] = row_lse.squeeze(-1)
-        ctx.scale = scale
-        ctx.save_for_backward(q, k, v, bias4, out, lse)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        q, k, v, bias4, out, lse = ctx.saved_tensors
-        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
-        b, h, nq, _ = q.shape
-        nk = k.shape[2]
-        acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
-        # Row terms folded into the GEMMs by one extra column (saves two passes over the scores),
-        # exponentials in base 2 (several times cheaper than exp on CPU):
-        #   p  = exp(s + bias - lse) = exp2([q*scale*log2e, -lse*log2e] @ [k, 1]^T + bias*log2e)
-        #   ds = p * (dp - delta),  dp - delta = [dO, -delta] @ [v, 1]^T,  delta_i = <dO_i, O_i>
-        grad_out = grad_out.to(acc)
-        delta = (grad_out * out.to(acc)).sum(-1, keepdim=True)
-        q_s = q.to(acc) * ctx.scale
-        q_aug = torch.cat([q_s * _LOG2E, lse.to(acc).unsqueeze(-1) * -_LOG2E], dim=-1)
-        g_aug = torch.cat([grad_out, -delta], dim=-1)
-        # keys/values transposed once, so every GEMM below reads its big operand row-major
-        k_aug_t = torch.cat([k.to(acc), k.new_ones(k.shape[:-1] + (1,), dtype=acc)], dim=-1).transpose(-2, -1).contiguous()
-        v_aug_t = torch.cat([v.to(acc), v.new_ones(v.shape[:-1] + (1,), dtype=acc)], dim=-1).transpose(-2, -1).contiguous()
-        k_acc = k.to(acc)
-        dq = torch.empty(q.shape, dtype=acc, device=q.device) if need_q else None
-        dk_t = q.new_zeros((b, h, q.shape[-1], nk), dtype=acc) if need_k else None  # dk, dv kept transposed
-        dv_t = q.new_zeros((b, h, v.shape[-1], nk), dtype=acc) if need_v else None
-        dbias = torch.empty(bias4.shape, dtype=acc, device=bias4.device) if need_bias else None
-        blocks = list(_blocks(b, h, nq, nk, q.device))
-        size = max((bs.stop - bs.start) * (rs.stop - rs.start) for bs, rs in blocks) * h * nk
-        p_buf, ds_buf = q.new_empty(size, dtype=acc), q.new_empty(size, dtype=acc)  # reused by every chunk
-        for bs, rs in blocks:
-            shape = (bs.stop - bs.start, h, rs.stop - rs.start, nk)
-            n = shape[0] * shape[1] * shape[2] * shape[3]
-            p = torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p_buf[:n].view(shape))
-            if bias4 is not None:
-                p.add_(_bias_block(bias4, bs, rs), alpha=_LOG2E)
-            torch.exp2(p, out=p)
-            if need_v:
-                dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
-            ds = torch.matmul(g_aug[bs, :, rs], v_aug_t[bs], out=ds_buf[:n].view(shape))
-            ds.mul_(p)  # dL/d(scores incl. bias)
-            if need_bias:
-                reduce_dims = [i for i in range(4) if bias4.shape[i] == 1 and ds.shape[i] != 1]
-                part = ds.sum(reduce_dims, keepdim=True) if reduce_dims else ds
-                first = (bias4.shape[0] > 1 or bs.start == 0) and (bias4.shape[2] > 1 or rs.start == 0)
-                if first:  # every block of dbias is written once before it is accumulated into
-                    dbias[_bias_block_index(bias4, bs, rs)] = part
-                else:
-                    dbias[_bias_block_index(bias4, bs, rs)] += part
-            if need_q:
-                dq[bs, :, rs] = ds @ k_acc[bs]
-            if need_k:
-                dk_t[bs] += q_s[bs, :, rs].transpose(-2, -1) @ ds
-        if need_q:
-            dq *= ctx.scale
-        dk = None if dk_t is None else dk_t.transpose(-2, -1)
-        dv = None if dv_t is None else dv_t.transpose(-2, -1)
-        return (None if dq is None else dq.to(q.dtype), None if dk is None else dk.to(k.dtype),
-                None if dv is None else dv.to(v.dtype), None if dbias is None else dbias.to(bias4.dtype), None)
-
-
-def chunked_attention(q, k, v, bias=None, scale=None):
-    """Exact, memory-lean attention with gradients for q, k, v and bias (see module docstring)."""
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    bias4 = None
-    if bias is not None:
-        lead = 4 - bias.dim()
-        bias4 = bias.reshape((1,) * lead + tuple(bias.shape))  # broadcast dims stay of size 1
-    out = _ChunkedAttention.apply(q, k, v, bias4, scale)
-    return out
 
 
 _IMPLS = {'naive': naive_attention, 'chunked': chunked_attention, 'sdpa': sdpa_attention,
           'flex': flex_attention, 'flash_attn': flash_attn_attention}
 
 
-def attention(q, k, v, bias=None, backend='auto', scale=None):
-    """softmax(q k^T * scale + bias) v with the chosen backend (see module docstring)."""
+class FusedAttentionError(RuntimeError):
+    """A fused attention kernel failed at run time and the fallback was not allowed."""
+
+
+def _log_choice(name, reason, q, k, v, bias):
+    key = (q.device.type, q.dtype, bias is not None, _bias_needs_grad(bias), name)
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        logger.info("attention backend 'auto' picked %r: %s (first call: %s)", name, reason,
+                    describe_inputs(q, k, v, bias))
+
+
+def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
+    """softmax(q k^T * scale + bias) v with the chosen backend (see module docstring).
+
+    ``fallback=True`` lets a fused kernel that fails at run time fall back to ``chunked`` (exact,
+    one warning); by default that failure raises ``FusedAttentionError`` naming the inputs."""
     _check_inputs(q, k, v, bias)
-    name = resolve_backend(backend, q, bias, v)
+    name, reason = choose_backend(backend, q, bias, v, k)
+    if backend == 'auto':
+        _log_choice(name, reason, q, k, v, bias)
     if name in ('naive', 'chunked'):
         return _IMPLS[name](q, k, v, bias, scale)
     try:
@@ -352,7 +331,11 @@ def attention(q, k, v, bias=None, backend='auto', scale=None):
     except torch.OutOfMemoryError:
         raise
     except Exception as err:  # kernel unavailable for these inputs / compilation failed (inputs were checked)
-        _warn_once(('runtime', name, type(err).__name__),
-                   f'attention backend {name!r} failed ({type(err).__name__}: {str(err)[:200]}); '
-                   f"falling back to 'chunked'.")
+        what = (f'attention backend {name!r} failed at run time for {describe_inputs(q, k, v, bias)} '
+                f'({type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ""})')
+        if not fallback:
+            raise FusedAttentionError(
+                f"{what}. Pass attn_fallback=True (arch option) / fallback=True to run the exact 'chunked' "
+                f"backend instead, or choose another attn_backend.") from err
+        _warn_once(('runtime', name, type(err).__name__), f"{what}; falling back to 'chunked' (allowed).")
         return chunked_attention(q, k, v, bias, scale)

@@ -1,0 +1,136 @@
+"""Exact flash-style attention in plain PyTorch (the ``chunked`` backend of ``ops.attention``).
+
+Any device, dtype, head dims and additive bias (learnable or not).  The forward keeps only ``out``
+and the row log-sum-exp (on CPU it runs PyTorch's fused CPU flash kernel when ``Dqk == Dv``); the
+backward recomputes the probabilities a few windows at a time (at most ``CHUNK_ELEMENTS`` scores
+at once) and returns gradients for q, k, v and the bias.
+"""
+import math
+
+import torch
+
+#: Largest number of attention scores the ``chunked`` backend materialises at once (per chunk):
+#: 2**19 fp32 scores = 2 MiB, small enough to stay in cache (measured fastest on CPU).
+CHUNK_ELEMENTS = 2 ** 19
+CUDA_CHUNK_ELEMENTS = 2 ** 25  # GPUs: fewer, larger kernels
+
+_CPU_FLASH = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
+_LOG2E = math.log2(math.e)
+
+
+def _blocks(b, h, nq, nk, device):
+    """Chunks of the (batch, query rows) space holding <= CHUNK_ELEMENTS scores (CUDA: more):
+    whole windows while they fit (measured fastest on CPU), else blocks of query rows."""
+    limit = CHUNK_ELEMENTS if device.type == 'cpu' else CUDA_CHUNK_ELEMENTS
+    rows = nq if h * nq * nk <= limit else max(1, limit // (h * nk))
+    batch = max(1, limit // (h * rows * nk))
+    for b0 in range(0, b, batch):
+        for r0 in range(0, nq, rows):
+            yield slice(b0, min(b, b0 + batch)), slice(r0, min(nq, r0 + rows))
+
+
+def _bias_block_index(bias4, bs, rs):
+    """Index of a chunk's rows in the 4-D bias; broadcast dims of size 1 are kept whole."""
+    return (bs if bias4.shape[0] > 1 else slice(None), slice(None), rs if bias4.shape[2] > 1 else slice(None))
+
+
+def _bias_block(bias4, bs, rs):
+    return bias4[_bias_block_index(bias4, bs, rs)]
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    """Exact attention keeping (q, k, v, bias, out, lse) for backward instead of the N x N matrices."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias4, scale):
+        b, h, nq, _ = q.shape
+        nk = k.shape[2]
+        acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
+        out = lse = None
+        if _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]:
+            try:
+                mask = None if bias4 is None else bias4.to(q.dtype)
+                out, lse = _CPU_FLASH(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
+            except RuntimeError:
+                out = lse = None
+        if out is None:
+            out = q.new_empty(b, h, nq, v.shape[-1])
+            lse = q.new_empty(b, h, nq, dtype=acc)
+            for bs, rs in _blocks(b, h, nq, nk, q.device):
+                s = (q[bs, :, rs].to(acc) @ k[bs].to(acc).transpose(-2, -1)) * scale
+                if bias4 is not None:
+                    s = s + _bias_block(bias4, bs, rs).to(acc)
+                row_lse = torch.logsumexp(s, dim=-1, keepdim=True)
+                out[bs, :, rs] = (torch.exp(s - row_lse) @ v[bs].to(acc)).to(out.dtype)
+                lse[bs, :, rs] = row_lse.squeeze(-1)
+        ctx.scale = scale
+        ctx.save_for_backward(q, k, v, bias4, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias4, out, lse = ctx.saved_tensors
+        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
+        b, h, nq, _ = q.shape
+        nk = k.shape[2]
+        acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
+        # Row terms folded into the GEMMs by one extra column (saves two passes over the scores),
+        # exponentials in base 2 (several times cheaper than exp on CPU):
+        #   p  = exp(s + bias - lse) = exp2([q*scale*log2e, -lse*log2e] @ [k, 1]^T + bias*log2e)
+        #   ds = p * (dp - delta),  dp - delta = [dO, -delta] @ [v, 1]^T,  delta_i = <dO_i, O_i>
+        grad_out = grad_out.to(acc)
+        delta = (grad_out * out.to(acc)).sum(-1, keepdim=True)
+        q_s = q.to(acc) * ctx.scale
+        q_aug = torch.cat([q_s * _LOG2E, lse.to(acc).unsqueeze(-1) * -_LOG2E], dim=-1)
+        g_aug = torch.cat([grad_out, -delta], dim=-1)
+        # keys/values transposed once, so every GEMM below reads its big operand row-major
+        k_aug_t = torch.cat([k.to(acc), k.new_ones(k.shape[:-1] + (1,), dtype=acc)], dim=-1).transpose(-2, -1).contiguous()
+        v_aug_t = torch.cat([v.to(acc), v.new_ones(v.shape[:-1] + (1,), dtype=acc)], dim=-1).transpose(-2, -1).contiguous()
+        k_acc = k.to(acc)
+        dq = torch.empty(q.shape, dtype=acc, device=q.device) if need_q else None
+        dk_t = q.new_zeros((b, h, q.shape[-1], nk), dtype=acc) if need_k else None  # dk, dv kept transposed
+        dv_t = q.new_zeros((b, h, v.shape[-1], nk), dtype=acc) if need_v else None
+        dbias = torch.empty(bias4.shape, dtype=acc, device=bias4.device) if need_bias else None
+        blocks = list(_blocks(b, h, nq, nk, q.device))
+        size = max((bs.stop - bs.start) * (rs.stop - rs.start) for bs, rs in blocks) * h * nk
+        p_buf, ds_buf = q.new_empty(size, dtype=acc), q.new_empty(size, dtype=acc)  # reused by every chunk
+        for bs, rs in blocks:
+            shape = (bs.stop - bs.start, h, rs.stop - rs.start, nk)
+            n = shape[0] * shape[1] * shape[2] * shape[3]
+            p = torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p_buf[:n].view(shape))
+            if bias4 is not None:
+                p.add_(_bias_block(bias4, bs, rs), alpha=_LOG2E)
+            torch.exp2(p, out=p)
+            if need_v:
+                dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
+            ds = torch.matmul(g_aug[bs, :, rs], v_aug_t[bs], out=ds_buf[:n].view(shape))
+            ds.mul_(p)  # dL/d(scores incl. bias)
+            if need_bias:
+                reduce_dims = [i for i in range(4) if bias4.shape[i] == 1 and ds.shape[i] != 1]
+                part = ds.sum(reduce_dims, keepdim=True) if reduce_dims else ds
+                first = (bias4.shape[0] > 1 or bs.start == 0) and (bias4.shape[2] > 1 or rs.start == 0)
+                if first:  # every block of dbias is written once before it is accumulated into
+                    dbias[_bias_block_index(bias4, bs, rs)] = part
+                else:
+                    dbias[_bias_block_index(bias4, bs, rs)] += part
+            if need_q:
+                dq[bs, :, rs] = ds @ k_acc[bs]
+            if need_k:
+                dk_t[bs] += q_s[bs, :, rs].transpose(-2, -1) @ ds
+        if need_q:
+            dq *= ctx.scale
+        dk = None if dk_t is None else dk_t.transpose(-2, -1)
+        dv = None if dv_t is None else dv_t.transpose(-2, -1)
+        return (None if dq is None else dq.to(q.dtype), None if dk is None else dk.to(k.dtype),
+                None if dv is None else dv.to(v.dtype), None if dbias is None else dbias.to(bias4.dtype), None)
+
+
+def chunked_attention(q, k, v, bias=None, scale=None):
+    """Exact, memory-lean attention with gradients for q, k, v and bias (see module docstring)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    bias4 = None
+    if bias is not None:
+        lead = 4 - bias.dim()
+        bias4 = bias.reshape((1,) * lead + tuple(bias.shape))  # broadcast dims stay of size 1
+    out = _ChunkedAttention.apply(q, k, v, bias4, scale)
+    return out
