@@ -53,9 +53,9 @@ def fix_functional_tensor():
 #    Prevents, on a CPU machine under torchrun: ZeroDivisionError: integer modulo by zero
 #    (no GPU) -- and, with GPUs on several nodes, picks the device from LOCAL_RANK, not RANK.
 #    Backend: nccl when CUDA is available, else gloo; `dist_params: {backend: ...}` in the options
-#    overrides it (BasicSR forwards dist_params only for slurm; tools/train.py hands them here).
+#    overrides it (BasicSR forwards dist_params only for slurm; agile_ir_plugin.basicsr.options passes
+#    them for every launcher, as keyword arguments).
 # ---------------------------------------------------------------------------------------------
-DIST_PARAMS = {}  # filled by the trainer from the options' `dist_params` before parse_options
 
 
 def _needs_dist_fix(dist_util):
@@ -76,7 +76,7 @@ def init_dist(launcher, backend=None, **kwargs):
     import torch.multiprocessing as mp
     if mp.get_start_method(allow_none=True) is None:
         mp.set_start_method('spawn')  # as BasicSR does: CUDA state must not be forked into workers
-    params = {**DIST_PARAMS, **kwargs}
+    params = dict(kwargs)
     backend = params.pop('backend', None) or backend
     if backend in (None, 'nccl') and not torch.cuda.is_available():
         backend = 'gloo'  # nccl needs CUDA; an explicit non-nccl choice is kept
@@ -161,12 +161,63 @@ def fix_optimizers():
     BaseModel.get_optimizer = get_optimizer
 
 
+
+# ---------------------------------------------------------------------------------------------
+# 5. Upstream basicsr.train.load_resume_state maps the state onto torch.cuda.current_device().
+#    Prevents, for BasicSR's own `basicsr.train.train_pipeline` with --auto_resume (or
+#    path.resume_state) on a CPU machine: RuntimeError: Found no NVIDIA driver on your system.
+#    train_pipeline calls the module-level function by name and BasicSR has no hook for where a
+#    state is loaded, so the module's function is replaced by one that loads onto the current
+#    CUDA device when there is one, else the CPU (weights-only, as torch >= 2.6 defaults to).
+#    Our own trainer (agile_ir_plugin.basicsr.trainer) does not use it.
+# ---------------------------------------------------------------------------------------------
+def load_resume_state(opt):
+    """BasicSR's ``load_resume_state`` that also works without CUDA."""
+    import os.path as osp
+
+    import torch
+    from basicsr.utils import check_resume, scandir
+    path = None
+    if opt['auto_resume']:
+        state_dir = osp.join('experiments', opt['name'], 'training_states')
+        if osp.isdir(state_dir):
+            states = [float(v.split('.state')[0]) for v in scandir(state_dir, suffix='state', recursive=False)]
+            if states:
+                path = osp.join(state_dir, f'{max(states):.0f}.state')
+                opt['path']['resume_state'] = path
+    elif opt['path'].get('resume_state'):
+        path = opt['path']['resume_state']
+    if path is None:
+        return None
+    device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
+    state = torch.load(path, map_location=device, weights_only=True)
+    check_resume(opt, state['iter'])
+    return state
+
+
+def _needs_resume_fix(train_module):
+    import inspect
+    try:
+        src = inspect.getsource(train_module.load_resume_state)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return 'torch.cuda.current_device()' in src
+
+
+def fix_upstream_resume():
+    import basicsr.train as train_module
+    if not _needs_resume_fix(train_module) or not _once('upstream_resume_on_cpu'):
+        return
+    train_module.load_resume_state = load_resume_state
+
+
 def apply_basicsr_fixes():
     """Fixes needed before and right after ``import basicsr``; idempotent."""
     fix_functional_tensor()
     fix_init_dist()
     fix_ddp_cpu()
     fix_optimizers()
+    fix_upstream_resume()
 
 
 # =============================================================================================
