@@ -36,6 +36,8 @@ def _is_mmagic_config(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if _is_mmagic_config(argv):
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # mmengine's own behaviour, not tools/train.py's early exit
         from agile_ir_plugin.mmagic_entry import run
         return run('train', argv)
     from agile_ir_plugin.basicsr.guards import StopRequest, StopRequested
@@ -54,7 +56,7 @@ def _train(argv, stop):
     from agile_ir_plugin.basicsr.checkpointing import CheckpointWriteError, ResumeError
     from agile_ir_plugin.basicsr.guards import TrainingStopped
     from agile_ir_plugin.basicsr.loop import train_pipeline
-    from agile_ir_plugin.basicsr.validation import InputError
+    from agile_ir_plugin.basicsr.preflight import InputError, PreflightError
     from agile_ir_plugin.checkpoint import CheckpointError
     start_fresh = START_FRESH in argv
     argv = [a for a in argv if a != START_FRESH]
@@ -62,6 +64,8 @@ def _train(argv, stop):
         train_pipeline(os.getcwd(), argv=argv, stop=stop, start_fresh=start_fresh)
     except ResumeError as err:
         raise SystemExit('\n'.join([f'error: {err.summary}', *(f'  {line}' for line in err.lines)])) from None
+    except PreflightError as err:
+        raise SystemExit('\n'.join(f'error: {line}' for line in err.problems)) from None
     except (CheckpointError, CheckpointWriteError, InputError, TrainingStopped) as err:
         raise SystemExit(f'error: {_one_line(err)}') from None
     return 0

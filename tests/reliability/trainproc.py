@@ -24,9 +24,17 @@ import json, os, sys, traceback
 sys.path.insert(0, os.path.join(sys.argv[1], 'tools'))
 import agile_ir_plugin  # noqa: F401
 from basicsr.models import build_model  # noqa: F401  (the imports a run needs)
-from agile_ir_plugin.basicsr import loop, validation  # noqa: F401
+from agile_ir_plugin.basicsr import loop  # noqa: F401
 from agile_ir_plugin.cli import train as train_tool
-validation.known_option_keys()  # pure python: scan once, every child inherits it
+
+def private_mounts(mounts):
+    """Enter a private mount namespace (this process only) and run ``mount`` with each argument list."""
+    import ctypes, subprocess
+    if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) != 0:  # CLONE_NEWNS
+        raise OSError(ctypes.get_errno(), 'unshare(CLONE_NEWNS) failed')
+    subprocess.run(['mount', '--make-rprivate', '/'], check=True)
+    for args in mounts:
+        subprocess.run(['mount', *args], check=True)
 
 def reply(obj):
     sys.stdout.write(json.dumps(obj) + '\n')
@@ -46,6 +54,8 @@ for line in sys.stdin:
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
                 os.close(fd)
+                if req.get('mounts'):
+                    private_mounts(req['mounts'])
                 os.chdir(req['cwd'])
                 os.environ.update(req['env'])
                 try:
@@ -129,9 +139,12 @@ class TrainServer:
         self.proc.stdin.write(json.dumps(obj) + '\n')
         self.proc.stdin.flush()
 
-    def start(self, argv, cwd, log, env=None):
+    def start(self, argv, cwd, log, env=None, mounts=None):
+        """Fork a run; ``mounts``: ``mount`` argument lists applied in a private mount namespace of the
+        run only (needs root), e.g. ``['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', folder]``."""
         self._send({'op': 'start', 'argv': [str(a) for a in argv], 'cwd': str(cwd), 'log': str(log),
-                    'env': {k: str(v) for k, v in (env or {}).items()}})
+                    'env': {k: str(v) for k, v in (env or {}).items()},
+                    'mounts': [[str(a) for a in m] for m in (mounts or [])]})
         return Run(self, self._read(60)['pid'], log)
 
     def wait(self, pid, timeout):
@@ -143,8 +156,8 @@ class TrainServer:
             self._read(60)
             raise
 
-    def run(self, argv, cwd, log, env=None, timeout=300):
-        run = self.start(argv, cwd, log, env)
+    def run(self, argv, cwd, log, env=None, timeout=300, mounts=None):
+        run = self.start(argv, cwd, log, env, mounts)
         run.wait(timeout)
         return run
 
