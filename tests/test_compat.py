@@ -63,19 +63,23 @@ def test_init_dist_on_cpu_uses_gloo():
     assert 'backend gloo 1' in fixed.stdout
 
 
-def test_dist_params_backend_is_honoured_under_torchrun():
+def test_dist_params_backend_is_honoured_under_torchrun(tmp_path):
+    """The options' dist_params reach init_dist for --launcher pytorch (BasicSR forwards them only for
+    slurm), through the parsed options: no module global, the YAML read once."""
     env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(free_port())}
-    r = run_python("""
+    opt = tmp_path / 'o.yml'
+    opt.write_text("name: x\nnum_gpu: 0\ndatasets: {}\npath: {}\ndist_params: {backend: gloo, timeout: null}\n")
+    r = run_python(f"""
         import agile_ir_plugin
         from agile_ir_plugin import compat
-        compat.DIST_PARAMS.update(backend='gloo')
-        from basicsr.utils.options import init_dist
+        assert not hasattr(compat, 'DIST_PARAMS')
+        from agile_ir_plugin.basicsr.options import parse_test_options
         import torch.distributed as dist
-        init_dist('pytorch')
-        print('backend', dist.get_backend())
+        opt, _ = parse_test_options({str(tmp_path)!r}, ['-opt', {str(opt)!r}, '--launcher', 'pytorch'])
+        print('backend', dist.get_backend(), opt['dist'], opt['world_size'])
     """, env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert 'backend gloo' in r.stdout
+    assert 'backend gloo True 1' in r.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the failure is specific to machines without a GPU')

@@ -28,7 +28,7 @@ from .guards import GuardedSteps, StepGuard, StopRequest
 from .precision import build_precision
 from .progress import Progress
 from .report import COMPARISON_FILE, CURVE_FILE, bicubic_metrics, log_summary, write_comparison, write_curve
-from .validation import InputError
+from .preflight import InputError, run_preflight
 
 
 def train_pipeline(root_path, argv=None, stop=None, start_fresh=False):
@@ -49,9 +49,9 @@ def train_pipeline(root_path, argv=None, stop=None, start_fresh=False):
 
 
 def preflight(opt, resume_state):
-    """Every check of the options, data and checkpoints; returns warnings, raises on problems."""
-    from .validation import validate_options
-    return validate_options(opt, check_weights=resume_state is None)
+    """Every check of the options, data, checkpoints and output folders; returns warnings, raises
+    ``PreflightError`` listing every problem."""
+    return run_preflight(opt, tool='train', resume_state=resume_state)
 
 
 def build_training_model(opt, writer, guard, logger):

@@ -4,20 +4,32 @@
     python tools/test.py -opt options/test_esc_x4.yml [--launcher ...]
     python tools/test.py configs/esc/esc_x4_div2k.py CHECKPOINT [--work-dir DIR]     (MMagic)
 
-Results are written under ./results/<name> (the current directory).
+Results are written under ./results/<name> (the current directory).  Bad options, data or
+checkpoints end the run before anything is written: one ``error: ...`` line per problem, exit 1.
 """
 import os
 import sys
 
 
+def error_exit(err):
+    """SystemExit carrying one ``error: <line>`` per problem of a PreflightError (else its message)."""
+    lines = getattr(err, 'problems', None) or [' '.join(str(err).split())]
+    return SystemExit('\n'.join(f'error: {line}' for line in lines))
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0].endswith('.py'):
         from agile_ir_plugin.mmagic_entry import run
         return run('test', argv)
-    import agile_ir_plugin  # noqa: F401
+    import agile_ir_plugin  # noqa: F401  (compat fixes + registration before BasicSR builds anything)
+    from agile_ir_plugin.basicsr.preflight import InputError
     from agile_ir_plugin.basicsr.tester import test_pipeline
-    test_pipeline(os.getcwd())
+    from agile_ir_plugin.checkpoint import CheckpointError
+    try:
+        test_pipeline(os.getcwd(), argv)
+    except (InputError, CheckpointError) as err:
+        raise error_exit(err) from None
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Bad inputs end the run before anything is written, with one ``error: ...`` line naming the file,
-what was expected and what was found.  Each test runs ``tools/train.py``'s ``main`` in-process and
+"""Bad inputs end the run before anything is written, with one ``error: ...`` line per problem naming
+the file, what was expected and what was found.  Each test runs ``tools/train.py``'s ``main`` in-process and
 checks the message, that it is one line (SystemExit with a string: no traceback), and that every
 file under the working directory -- data, an existing experiment with a checkpoint -- is
 byte-for-byte untouched (BasicSR would otherwise have archived the experiment folder)."""
@@ -13,7 +13,15 @@ import torch
 from conftest import REPO_ROOT, dump_yaml, run_tool, write_sr_pairs
 from trainproc import tiny_sr_options
 
-from agile_ir_plugin.basicsr.validation import check_option_keys, validate_options
+from agile_ir_plugin.basicsr.preflight import PreflightError, _build, run_preflight
+from agile_ir_plugin.basicsr.preflight_data import check_datasets
+from agile_ir_plugin.basicsr.preflight_options import Findings, check_keys
+
+
+def problems_of(opt, **kw):
+    with pytest.raises(PreflightError) as exc:
+        run_preflight(opt, **kw)
+    return exc.value.problems
 
 
 def _train_main():
@@ -42,7 +50,8 @@ def expect_error(root, opt, *fragments):
     with pytest.raises(SystemExit) as exc:
         _train_main()(['-opt', str(yml)])
     msg = exc.value.code
-    assert isinstance(msg, str) and msg.startswith('error: ') and '\n' not in msg, msg
+    assert isinstance(msg, str) and msg.startswith('error: ') and msg.count('error: ') == len(msg.splitlines()), msg
+    assert 'Traceback' not in msg
     for fragment in fragments:
         assert fragment in msg, f'{fragment!r} not in {msg!r}'
     assert snapshot(root) == before  # nothing written, moved or changed
@@ -93,9 +102,8 @@ def test_image_smaller_than_patch(case):
 
 
 def _save_swinir(path, upscale, key='params', prefix=''):
-    from agile_ir_plugin.basicsr.validation import _build_arch
     net_opt = dict(tiny_sr_options('.', 'x', 1)['network_g'], upscale=upscale)
-    sd = {prefix + k: v for k, v in _build_arch(net_opt).state_dict().items()}
+    sd = {prefix + k: v for k, v in _build(net_opt).state_dict().items()}
     torch.save({key: sd}, path)
     return path
 
@@ -103,69 +111,81 @@ def _save_swinir(path, upscale, key='params', prefix=''):
 def test_checkpoint_trained_for_another_scale(case):
     root, data, opt = case
     opt['path']['pretrain_network_g'] = str(_save_swinir(root / 'x2.pth', 2))
-    expect_error(root, opt, 'path.pretrain_network_g:', "x2.pth' was trained for x2, options say x4 "
-                 '(network_g.upscale)', 'strict_load_g: false')
+    expect_error(root, opt, 'path.pretrain_network_g:', "x2.pth' [params] is a x2 checkpoint, the options say x4 "
+                 '(network_g.upscale)', 'path.resize_pretrain_g: true')
 
 
 def test_checkpoint_with_params_ema_only(case):
     root, data, opt = case
     opt['path']['pretrain_network_g'] = str(_save_swinir(root / 'ema.pth', 4, key='params_ema'))
     opt['path']['param_key_g'] = 'params'
-    expect_error(root, opt, "has no 'params' entry", "top-level keys 'params_ema'",
-                 'set path.param_key_g: params_ema')
+    expect_error(root, opt, "has no 'params' weights that BasicSR can load (it holds params_ema)",
+                 'set path.param_key_g to one of those')
 
 
 def test_checkpoint_with_a_key_prefix(case):
     root, data, opt = case
     opt['path']['pretrain_network_g'] = str(_save_swinir(root / 'pref.pth', 4, prefix='model.'))
-    expect_error(root, opt, 'does not match network_g (SwinIR): missing keys', "unexpected keys 'model.",
-                 "prefix 'model.'")
+    expect_error(root, opt, 'does not fit network_g (SwinIR): missing keys', "unexpected keys 'model.")
 
 
 def test_checkpoint_of_another_config_lists_keys(case):
     root, data, opt = case
-    from agile_ir_plugin.basicsr.validation import _build_arch
     net_opt = dict(opt['network_g'], depths=[2, 2], num_heads=[2, 2])
-    torch.save({'params': _build_arch(net_opt).state_dict()}, root / 'deep.pth')
+    torch.save({'params': _build(net_opt).state_dict()}, root / 'deep.pth')
     opt['path']['pretrain_network_g'] = str(root / 'deep.pth')
-    expect_error(root, opt, "unexpected keys 'layers.1.", 'Likely cause: network_g options (depths, dims')
+    expect_error(root, opt, "unexpected keys 'layers.1.", 'the network options (depths, dims')
 
 
-def test_module_prefix_and_params_fallback_are_accepted_as_basicsr_does(case):
-    """No false alarm where BasicSR copes: 'module.' is stripped, params_ema falls back to params."""
+def test_module_prefix_is_accepted_and_an_absent_param_key_is_refused(case):
+    """No false alarm where BasicSR copes ('module.' is stripped); but a requested params_ema that is
+    absent is an error, not BasicSR's silent fallback to params."""
     root, data, opt = case
     opt['path']['pretrain_network_g'] = str(_save_swinir(root / 'ddp.pth', 4, prefix='module.'))
+    assert run_preflight(opt) == []
     opt['path']['param_key_g'] = 'params_ema'
-    assert validate_options(opt) == []
+    assert problems_of(opt) == [f"path.pretrain_network_g: '{root / 'ddp.pth'}' has no 'params_ema' weights that "
+                                'BasicSR can load (it holds params); set path.param_key_g to one of those.']
 
 
 def test_arch_option_typo_is_an_error_for_a_closed_signature(case):
     root, data, opt = case
     opt['network_g'] = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_fet': 8, 'num_block': 1,
                         'upscale': 4}
-    expect_error(root, opt, "network_g.num_fet: MSRResNet has no option 'num_fet' (did you mean 'num_feat'?)")
+    expect_error(root, opt, "network_g.num_fet: MSRResNet has no option 'num_fet'; did you mean 'num_feat'?")
 
 
-def test_option_key_typos_warn_with_the_closest_key_and_known_options_do_not():
+def test_option_key_typos_are_errors_with_the_closest_key_and_known_options_are_not():
+    """Before: warnings only, and `use_hflp` ended blaming a good image (KeyError: 'use_hflip')."""
     opt = tiny_sr_options('.', 'typo', 2)
     opt['datasets']['train']['use_hflp'] = True
     opt['train']['total_iters'] = 5
     opt['logger']['save_checkpoint_frq'] = 5
     opt['train']['optim_g']['weight_decy'] = 0.0
-    opt['network_g']['embd_dim'] = 8  # SwinIR takes **kwargs: ignored silently by it
-    warnings = check_option_keys(opt)
-    expected = {"datasets.train.use_hflp: no component reads this option; did you mean 'use_hflip'?",
-                "train.total_iters: no component reads this option; did you mean 'total_iter'?",
-                "logger.save_checkpoint_frq: no component reads this option; did you mean 'save_checkpoint_freq'?",
-                "train.optim_g.weight_decy: AdamW does not take 'weight_decy' (it is ignored); did you mean "
-                "'weight_decay'?",
-                "network_g.embd_dim: SwinIR does not take 'embd_dim' (it is ignored); did you mean 'embed_dim'?"}
-    assert set(warnings) == expected
-    assert check_option_keys(tiny_sr_options('.', 'fine', 2)) == []
+    opt['network_g']['embd_dim'] = 8  # SwinIR takes **kwargs: it would ignore it silently
+    opt['my_own_key'] = 1  # far from every known key: a warning (a user's component may read it)
+    f = Findings()
+    check_keys(opt, f)
+    from agile_ir_plugin.basicsr.preflight import build_networks
+    from agile_ir_plugin.basicsr.preflight_options import check_training_values
+    check_training_values(opt, f)
+    build_networks(opt, f)
+    assert set(f.problems) == {
+        "datasets.train.use_hflp: unknown option; did you mean 'use_hflip'?",
+        "train.total_iters: unknown option; did you mean 'total_iter'?",
+        "logger.save_checkpoint_frq: unknown option; did you mean 'save_checkpoint_freq'?",
+        "train.optim_g.weight_decy: AdamW has no option 'weight_decy'; did you mean 'weight_decay'?",
+        "network_g.embd_dim: SwinIR has no option 'embd_dim'; did you mean 'embed_dim'?"}
+    assert f.warnings == ['my_own_key: no component of BasicSR or this plugin reads this option (ignored).']
+    fine = Findings()
+    check_keys(tiny_sr_options('.', 'fine', 2), fine)
+    assert (fine.problems, fine.warnings) == ([], [])
     # no false alarm on the repository's own recipes
     import yaml
     for path in sorted((REPO_ROOT / 'options').glob('*.yml')):
-        assert check_option_keys(yaml.safe_load(path.read_text())) == [], path.name
+        found = Findings()
+        check_keys(yaml.safe_load(path.read_text()), found)
+        assert (found.problems, found.warnings) == ([], []), path.name
 
 
 def _write(path, img):
@@ -189,7 +209,9 @@ def test_grayscale_rgba_and_16bit_pngs_load_as_basicsr_reads_them(tmp_path):
     _write(hr / 'img2.png', deep)
     opt = tiny_sr_options(data, 'modes', 1)
     ds = dict(opt['datasets']['train'], gt_size=32, scale=4, phase='train', use_hflip=False, use_rot=False)
-    warnings = validate_options({**opt, 'datasets': {'train': ds}})
+    problems, warnings = [], []
+    check_datasets({**opt, 'datasets': {'train': ds}}, problems, warnings)
+    assert problems == []
     assert len(warnings) == 2
     assert 'alpha channel' in warnings[0] and str(hr / 'img1.png') in warnings[0] and 'img0' not in warnings[0]
     assert '16-bit' in warnings[1] and str(hr / 'img2.png') in warnings[1] and 'img0' not in warnings[1]
