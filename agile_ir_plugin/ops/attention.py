@@ -162,7 +162,7 @@ def _unsupported_reason(name, q, k, v, bias):
         return None
     if name == 'sdpa':
         if q.device.type == 'cuda':
-            if not _cuda_fused_sdpa_kernels(q, k, v, bias):
+            if not torch.compiler.is_compiling() and not _cuda_fused_sdpa_kernels(q, k, v, bias):
                 return 'no fused CUDA SDPA kernel (flash, cuDNN, memory-efficient) takes these inputs'
             return None
         if dv != q.shape[-1]:
@@ -179,7 +179,9 @@ def _auto(q, k, v, bias):
     if q.device.type == 'cuda':
         if bias is None and _unsupported_reason('flash_attn', q, k, v, bias) is None:
             return 'flash_attn', 'no bias, half precision, equal head dims: the flash_attn package'
-        kernels = _cuda_fused_sdpa_kernels(q, k, v, bias)
+        # traced by torch.compile: no probe (a C++ call Dynamo cannot trace: a graph break); the
+        # compiled SDPA (fused kernels only, head dims padded) raises if none takes the inputs
+        kernels = ['compiled'] if torch.compiler.is_compiling() else _cuda_fused_sdpa_kernels(q, k, v, bias)
         if kernels:
             return 'sdpa', (f"fused SDPA kernel ({' / '.join(kernels)}) takes the inputs"
                             + (' and the additive bias (with its gradient)' if bias is not None else ''))
@@ -322,7 +324,7 @@ def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
     one warning); by default that failure raises ``FusedAttentionError`` naming the inputs."""
     _check_inputs(q, k, v, bias)
     name, reason = choose_backend(backend, q, bias, v, k)
-    if backend == 'auto':
+    if backend == 'auto' and not torch.compiler.is_compiling():  # logging inside a graph: a graph break
         _log_choice(name, reason, q, k, v, bias)
     if name in ('naive', 'chunked'):
         return _IMPLS[name](q, k, v, bias, scale)
