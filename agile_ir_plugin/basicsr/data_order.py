@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .validation import InputError
+from .preflight import InputError
 
 
 def _sampler_base():

@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 
-from .validation import InputError
+from .preflight import InputError
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
