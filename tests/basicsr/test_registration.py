@@ -65,3 +65,47 @@ def test_archs_usable_without_basicsr_installed():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith('ok')
+
+
+def test_importing_the_archs_imports_no_framework_and_patches_nothing():
+    """Before: `import agile_ir_plugin.archs` imported 85 BasicSR modules and applied every compat fix
+    (a fake torchvision module included).  The registration waits, in one import hook, for BasicSR."""
+    r = run_python("""
+        import sys
+        import agile_ir_plugin.archs
+        from agile_ir_plugin import compat
+        from agile_ir_plugin.archs import ESC
+        frameworks = [m for m in sys.modules if m.split('.')[0] in ('basicsr', 'mmagic', 'mmcv', 'mmengine')]
+        assert not frameworks, frameworks[:5]
+        assert compat.FIXES == [], compat.FIXES
+        assert 'torchvision.transforms.functional_tensor' not in sys.modules
+        hooks = [f for f in sys.meta_path if type(f).__name__ == 'BasicSRImportHook']
+        assert len(hooks) == 1, sys.meta_path
+        # then any BasicSR use finds our archs registered and BasicSR working on this stack
+        from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+        assert ARCH_REGISTRY.get('ESC') is ESC and ARCH_REGISTRY.get('agile_ir.ESC') is ESC
+        assert MODEL_REGISTRY.get('ImageRestorationModel') is not None
+        assert 'init_dist_cpu_gloo' in compat.FIXES
+        assert not [f for f in sys.meta_path if type(f).__name__ == 'BasicSRImportHook']  # removed after use
+        print('ok')
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().endswith('ok')
+
+
+def test_basicsr_imported_before_the_plugin_is_set_up_at_once():
+    r = run_python("""
+        import sys
+        import torchvision.transforms.functional as F
+        sys.modules['torchvision.transforms.functional_tensor'] = F  # what a user's own fix would do
+        import basicsr
+        from basicsr.utils.registry import ARCH_REGISTRY
+        assert 'ESC' not in ARCH_REGISTRY._obj_map
+        import agile_ir_plugin
+        from agile_ir_plugin.archs import ESC
+        assert ARCH_REGISTRY.get('ESC') is ESC
+        assert not [f for f in sys.meta_path if type(f).__name__ == 'BasicSRImportHook']
+        print('ok')
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().endswith('ok')
