@@ -5,10 +5,12 @@ archs, a BasicSR or spandrel model, a user's own), or the name ``'bicubic'`` for
 bicubic baseline.  Each (dataset, scale) gives one row::
 
     {'model', 'dataset', 'scale', 'psnr', 'ssim', ['psnr_rgb', 'ssim_rgb'], 'lpips', 'lpips_note',
-     'n_images', 'lr_source', 'crop_border', 'tile', 'self_ensemble', 'device',
+     'n_images', 'convention', 'lr_source', 'crop_border', 'pad_multiple', 'tile', 'self_ensemble', 'device',
      'time_model_s', 'time_metric_s', [efficiency fields, see ``efficiency.measure``]}
 
-with the dataset means of the per-image metrics (see ``metrics`` for the conventions).
+with the dataset means of the per-image metrics (see ``metrics`` for the conventions: ``'basicsr'``,
+the default, equals BasicSR's test pipeline; ``'matlab'`` scores a grayscale ground truth on its
+gray level as the MATLAB-era tables do).
 """
 import logging
 import os
@@ -22,7 +24,7 @@ from .bicubic import MatlabBicubic
 from .datasets import load_pair, resolve_dataset, to_tensor
 from .efficiency import measure
 from .inference import Predictor
-from .metrics import QUALITY_METRICS, LPIPSMetric, bgr_uint8_to_rgb_tensor, quality, to_uint8
+from .metrics import QUALITY_METRICS, LPIPSMetric, bgr_uint8_to_rgb_tensor, check_convention, quality, to_uint8
 
 logger = logging.getLogger('agile_ir_plugin.evaluation')
 
@@ -44,7 +46,7 @@ def _sync(device):
 def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=None, tile=None, tile_overlap=32,
              tile_blend=None, pad_multiple=None, self_ensemble=False, metrics=('psnr', 'ssim'), crop_border=None,
              save_dir=None, lpips_net='alex', lpips_weights=None, efficiency=False, efficiency_options=None,
-             name=None, progress=True, generate_lr=True):
+             name=None, progress=True, generate_lr=True, convention='basicsr', on_image=None):
     """Score ``model`` on ``datasets`` at ``scale`` (int or list of ints); returns a list of row dicts.
 
     datasets: names resolved under ``root`` (see ``datasets.resolve_dataset`` for the layouts),
@@ -57,7 +59,11 @@ def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=No
     save_dir: write the 8-bit SR images to ``save_dir/{dataset}/X{scale}/{image}.png``.
     efficiency: add params / MACs / latency / memory (``efficiency.measure``, options in
         ``efficiency_options``) to the rows of each scale.
+    convention: ``'basicsr'`` (BasicSR's test pipeline, default) or ``'matlab'`` (``metrics.CONVENTIONS``).
+    on_image: called as ``on_image(dataset_name, scale, hr_path, sr_img, gt_img, scores)`` for every
+        image (8-bit BGR images, mod-cropped; ``scores``: that image's metrics), e.g. for pictures.
     """
+    check_convention(convention)
     unknown = set(metrics) - set(QUALITY_METRICS)
     if unknown:
         raise ValueError(f'unknown metrics {sorted(unknown)}; choose from {QUALITY_METRICS}')
@@ -89,14 +95,16 @@ def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=No
             if dataset.lr_generated:
                 logger.warning('%s x%d: %s', dataset.name, s, dataset.lr_source)
             row = _evaluate_dataset(predictor, dataset, s, border, metrics, lpips_metric, device, save_dir, progress,
-                                    model_name)
-            row.update(model=model_name, tile=tile, self_ensemble=self_ensemble, device=str(device))
+                                    model_name, convention, on_image)
+            row.update(model=model_name, convention=convention, pad_multiple=predictor.multiple, tile=tile,
+                       self_ensemble=self_ensemble, device=str(device))
             row.update(eff)
             rows.append(row)
     return [_ordered(row) for row in rows]
 
 
-def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, device, save_dir, progress, model_name):
+def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, device, save_dir, progress, model_name,
+                      convention, on_image):
     sums = {m: 0.0 for m in metrics if m != 'lpips'}
     lpips_sum = 0.0
     time_model = time_metric = 0.0
@@ -110,7 +118,7 @@ def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, 
         pairs = tqdm(pairs, desc=f'{model_name} {dataset.name} x{scale}', unit='img', leave=False, dynamic_ncols=True,
                      disable=None)
     for hr_path, lr_path in pairs:
-        lr, gt_img, gray = load_pair(hr_path, lr_path, scale)
+        lr, gt_img, gray = load_pair(hr_path, lr_path, scale, convention)
         x = to_tensor(lr, device)
         start = time.perf_counter()
         sr = predictor(x)
@@ -118,13 +126,16 @@ def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, 
         time_model += time.perf_counter() - start
         start = time.perf_counter()
         sr_img = to_uint8(sr)
-        for key, value in quality(sr_img, gt_img, border, metrics, gray=gray).items():
+        scores = quality(sr_img, gt_img, border, metrics, gray=gray)
+        for key, value in scores.items():
             sums[key] += value
         if lpips_metric is not None and lpips_metric.available:
             lpips_sum += lpips_metric(bgr_uint8_to_rgb_tensor(sr_img, border), bgr_uint8_to_rgb_tensor(gt_img, border))
         time_metric += time.perf_counter() - start
         if out_dir:
             cv2.imwrite(str(out_dir / f'{hr_path.stem}.png'), sr_img)
+        if on_image is not None:
+            on_image(dataset.name, scale, hr_path, sr_img, gt_img, scores)
     n = len(dataset)
     row = {'dataset': dataset.name, 'scale': scale, 'n_images': n, 'crop_border': border,
            'lr_source': dataset.lr_source}
@@ -138,7 +149,7 @@ def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, 
     return row
 
 
-_ORDER = ('model', 'dataset', 'scale', 'psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'lpips', 'n_images')
+_ORDER = ('model', 'dataset', 'scale', 'psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'lpips', 'n_images', 'convention')
 
 
 def _ordered(row):

@@ -14,9 +14,14 @@ A dataset entry can also be a directory (any of the layouts above inside it) or 
 ``filename_tmpl``).  When the LR folder is missing, LR images are generated from the mod-cropped
 HR with BasicSR's MATLAB-compatible ``imresize`` and the dataset is marked ``lr_generated``.
 
-Loading follows BasicSR's ``PairedImageDataset`` in the test phase: 8-bit images read as 3-channel
-colour (grayscale such as Set14's ``bridge.png`` replicated to three channels for the model, and
-flagged so that the metrics score its single channel), HR mod-cropped to the LR size times the scale.
+Loading follows BasicSR's ``PairedImageDataset`` in the test phase, HR mod-cropped to the LR size
+times the scale.  Two conventions (``metrics.CONVENTIONS``) differ only in how a file is read:
+
+- ``'basicsr'`` (default): exactly BasicSR's ``imfrombytes(flag='color')`` (``cv2.IMREAD_COLOR``):
+  a grayscale file such as Set14's ``bridge.png`` becomes three equal channels and is scored on Y
+  like any colour image, 16-bit is OpenCV's 8-bit conversion, alpha is dropped;
+- ``'matlab'``: the file read unchanged, a single-channel one replicated for the model and flagged
+  so that the metrics score its gray level, 16-bit rounded to 8 bit.
 """
 import os
 from dataclasses import dataclass, field
@@ -146,10 +151,16 @@ def resolve_dataset(entry, scale, root=None, generate_lr=True):
     return dataset
 
 
-def read_image(path):
-    """(8-bit BGR HxWx3 array, is_grayscale).  A single-channel file is replicated to three
-    channels (BasicSR's ``imfrombytes(flag='color')``) and flagged, alpha is dropped, 16-bit is
-    rounded to 8 bit."""
+def read_image(path, convention='basicsr'):
+    """(8-bit BGR HxWx3 array, is_grayscale).  ``'basicsr'``: BasicSR's own ``imfrombytes`` with
+    ``flag='color'`` (never flagged gray); ``'matlab'``: a single-channel file is replicated to
+    three channels and flagged, alpha is dropped, 16-bit is rounded to 8 bit."""
+    if convention == 'basicsr':
+        from basicsr.utils import imfrombytes
+        img = imfrombytes(Path(path).read_bytes(), flag='color', float32=False)
+        if img is None:
+            raise FileNotFoundError(f'cannot read image {path}')
+        return img, False
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FileNotFoundError(f'cannot read image {path}')
@@ -168,18 +179,19 @@ def bgr_to_rgb_float(img):
     return img[..., ::-1].astype(np.float32) / 255.
 
 
-def load_pair(hr_path, lr_path, scale):
+def load_pair(hr_path, lr_path, scale, convention='basicsr'):
     """``(lr, hr, gray)``: LR as float32 RGB HWC in [0, 1] (the model input), HR as 8-bit BGR HWC
     (the metric reference) mod-cropped to ``scale`` (and to LR size x scale, as BasicSR's
-    ``PairedImageDataset`` does for benchmark sets), ``gray`` when the HR file is single-channel.
-    The LR is generated with MATLAB bicubic when ``lr_path`` is None."""
-    hr, gray = read_image(hr_path)
+    ``PairedImageDataset`` does for benchmark sets), ``gray`` when the HR file is single-channel
+    and ``convention`` is ``'matlab'`` (score its gray level).  The LR is generated with MATLAB
+    bicubic when ``lr_path`` is None."""
+    hr, gray = read_image(hr_path, convention)
     h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
     hr = hr[:h, :w]
     if lr_path is None:
         lr = generate_lr(bgr_to_rgb_float(hr), scale)
     else:
-        lr_bgr, _ = read_image(lr_path)
+        lr_bgr, _ = read_image(lr_path, convention)
         lh, lw = lr_bgr.shape[:2]
         if lh * scale > h or lw * scale > w:
             raise ValueError(f'{lr_path} is {lw}x{lh}, too large for x{scale} of {hr_path} ({w}x{h} after mod-crop): '

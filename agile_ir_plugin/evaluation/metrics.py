@@ -7,12 +7,17 @@ convention (clamp to [0, 1], x255, round); ``psnr``/``ssim`` are on the Y channe
 ``psnr_rgb``/``ssim_rgb`` on the three colour channels, all with ``crop_border`` pixels removed on
 each side (= scale by convention).
 
-A single-channel (grayscale) ground truth such as Set14's ``bridge.png`` is scored on its gray level,
-as the MATLAB evaluation scripts behind the published tables score single-channel images (not on
-the rgb2ycbcr Y of the replicated image, which rescales it by 219/255 and adds ~1.3 dB to that
-image): the 3-channel output is reduced to its ITU-R BT.601 luma (OpenCV ``BGR2GRAY``, as MATLAB
-``rgb2gray``, rounded to 8 bit; exact for a gray output) and both go to BasicSR's functions as
-one-channel images.
+Two conventions (``CONVENTIONS``) differ only on a single-channel (grayscale) ground truth such as
+Set14's ``bridge.png``:
+
+- ``'basicsr'`` (default): BasicSR's test pipeline and the modern papers (SwinIR, DAT, ESC, HAT ...):
+  the file is read as colour (``cv2.IMREAD_COLOR``, gray replicated) and scored on the rgb2ycbcr Y
+  like any image.  Y = 16 + 219/255 * gray there, so errors shrink by 219/255 and that image's PSNR
+  rises by 20*log10(255/219) = 1.32 dB over the gray-level score.
+- ``'matlab'``: the MATLAB-era scripts behind the classic bicubic rows (EDSR/RCAN) score the gray
+  level: the 3-channel output is reduced to its ITU-R BT.601 luma (OpenCV ``BGR2GRAY``, as MATLAB
+  ``rgb2gray``, rounded to 8 bit; exact for a gray output) and both go to BasicSR's functions as
+  one-channel images (``quality(..., gray=True)``).
 
 LPIPS (Zhang et al., 2018) needs two sets of weights: the linear calibration layers, which ship
 inside the ``lpips`` package, and the ImageNet backbone (AlexNet/VGG16/SqueezeNet), which
@@ -31,6 +36,19 @@ from basicsr.metrics.metric_util import to_y_channel
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 
 QUALITY_METRICS = ('psnr', 'ssim', 'psnr_rgb', 'ssim_rgb', 'lpips')
+CONVENTIONS = {
+    'basicsr': 'BasicSR test pipeline (basicsr/test.py, modern papers): every image read as colour '
+               '(cv2.IMREAD_COLOR, a grayscale file replicated) and scored on Y',
+    'matlab': 'MATLAB-era tables (EDSR/RCAN bicubic rows): a single-channel ground truth scored on its gray level '
+              '(20*log10(255/219) = 1.32 dB below its Y score), colour images on Y',
+}
+
+
+def check_convention(convention):
+    """``convention`` if known, else ValueError naming the choices."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f'unknown convention {convention!r}; choose from {", ".join(CONVENTIONS)}')
+    return convention
 
 
 def to_uint8(tensor):

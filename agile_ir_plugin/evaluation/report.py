@@ -12,6 +12,13 @@ from pathlib import Path
 
 CONVENTIONS = ('PSNR (dB) / SSIM on the Y channel (MATLAB rgb2ycbcr) of 8-bit outputs, border of `scale` pixels '
                'cropped, HR mod-cropped to the scale; BasicSR `calculate_psnr`/`calculate_ssim`.')
+
+
+def convention_line(rows):
+    """'Convention: ...' naming the grayscale convention of the rows (``metrics.CONVENTIONS``)."""
+    from .metrics import CONVENTIONS as NAMED
+    used = list(dict.fromkeys(r.get('convention', 'basicsr') for r in rows))
+    return 'Convention: ' + '; '.join(f'`{c}` = {NAMED.get(c, c)}' for c in used) + '.'
 SPECTRAL_CONVENTIONS = ('Spectral reconstruction from RGB (NTIRE 2022 / MST++ protocol): full images in (RGB min-max '
                         'normalised per image), MRAE / RMSE / PSNR (dB) of the float cubes averaged over the images, '
                         '`crop border` pixels removed from every side (NTIRE 2022 validation: 128); PSNR with data '
@@ -127,7 +134,8 @@ def markdown(rows, meta=None):
     if spectral:
         parts += [SPECTRAL_CONVENTIONS, '### MRAE / RMSE / PSNR', _spectral_table(rows)]
     else:
-        parts += [CONVENTIONS, '### PSNR / SSIM (Y)', _paper_table(rows), '### All rows', _rows_table(rows)]
+        parts += [CONVENTIONS + '  \n' + convention_line(rows), '### PSNR / SSIM (Y)', _paper_table(rows),
+                  '### All rows', _rows_table(rows)]
     eff = _efficiency_table(rows, spectral)
     if eff:
         parts += ['### Efficiency', eff]

@@ -54,8 +54,12 @@ def test_modcrop_grayscale_and_generated_lr(tmp_path):
     _write(tmp_path / 'Gray' / 'HR' / 'g.png', hr)
     ds = resolve_dataset('Gray', 4, root=tmp_path)
     assert ds.lr_generated and 'MATLAB' in ds.lr_source
-    lr, gt, gray = load_pair(*ds.pairs[0], 4)
+    lr, gt, gray = load_pair(*ds.pairs[0], 4, convention='matlab')
     assert gray and gt.shape == (36, 48, 3) and lr.shape == (9, 12, 3)
+    lr_b, gt_b, gray_b = load_pair(*ds.pairs[0], 4)  # BasicSR's reading: same pixels, scored on Y
+    assert not gray_b
+    np.testing.assert_array_equal(gt_b, gt)
+    np.testing.assert_array_equal(lr_b, lr)
     np.testing.assert_array_equal(gt[..., 0], hr[:36, :48])
     np.testing.assert_array_equal(gt[..., 1], gt[..., 2])
     expected = np.clip(imresize(np.repeat(hr[:36, :48, None], 3, 2).astype(np.float32) / 255, 1 / 4), 0, 1)

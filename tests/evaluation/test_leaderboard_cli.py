@@ -55,7 +55,8 @@ def test_cli_options_file_with_checkpoint(sr_pairs, tmp_path, capsys):
     out = tmp_path / 'board'
     assert _leaderboard_module().main(['-opt', str(options), '--out', str(out), '--no-progress', '--tile', '8',
                                        '--tile-overlap', '4']) == 0
-    (row,) = json.loads((out / 'leaderboard.json').read_text())['rows']
+    bicubic, row = json.loads((out / 'leaderboard.json').read_text())['rows']
+    assert bicubic['model'] == 'bicubic'  # the baseline row comes first by default
     expected = evaluate(net, ['Tiny'], scale=2, root=root.parent, progress=False, tile=8, tile_overlap=4)[0]
     assert row['model'] == 'tinyvgg' and row['psnr'] == pytest.approx(expected['psnr'])
     assert row['ssim'] == pytest.approx(expected['ssim'])
