@@ -11,11 +11,11 @@ imports this module: configs load it with
 
 Names.  Each arch is registered twice:
 
-* in a child registry of MMagic's ``MODELS`` with scope ``agile_ir_plugin``, always:
-  ``type='agile_ir_plugin.Restormer'`` is our arch whatever MMagic ships;
+* in a child registry of MMagic's ``MODELS`` with scope ``agile_ir``, always:
+  ``type='agile_ir.Restormer'`` is our arch whatever MMagic ships;
 * under its plain name in MMagic's ``MODELS`` when MMagic has no model of that name
   (``type='ESC'``).  MMagic's own models keep their names: MMagic 1.2.0 has a ``Restormer`` of its
-  own, so ours is reached as ``agile_ir_plugin.Restormer``.
+  own, so ours is reached as ``agile_ir.Restormer``.
 """
 from .. import compat as _compat
 

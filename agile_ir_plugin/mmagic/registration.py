@@ -4,9 +4,9 @@ from mmengine.registry import Registry
 
 from .. import archs
 
-SCOPE = 'agile_ir_plugin'
+SCOPE = 'agile_ir'  # the alias scheme of the BasicSR registries too: type='agile_ir.ESC'
 
-# A child of MMagic's MODELS: `type='agile_ir_plugin.X'` finds it from any mmagic-scoped build
+# A child of MMagic's MODELS: `type='agile_ir.X'` finds it from any mmagic-scoped build
 # (BaseEditModel builds its generator with mmagic.registry.MODELS), and a plain `type='X'` looked
 # up here falls back to MMagic's own models.  Created once per interpreter (module import cache).
 MODELS = Registry('model', parent=MMAGIC_MODELS, scope=SCOPE)
@@ -19,7 +19,7 @@ def registered_names():
 
 
 def register_all():
-    """Register every arch of ``agile_ir_plugin.archs.ARCHS``; idempotent."""
+    """Register every arch of ``agile_ir_plugin.archs.ARCHS`` and ``agile_ir.BaseEditModel``; idempotent."""
     # MMagic registers its models when `mmagic.models` is first imported (the registry's
     # `locations`): import them now, so a name taken by MMagic is known before we register ours.
     MMAGIC_MODELS.import_from_location()
@@ -29,4 +29,7 @@ def register_all():
         # never shadow one of MMagic's own models (MMagic 1.2.0 ships a `Restormer`)
         if name not in MMAGIC_MODELS._module_dict:
             MMAGIC_MODELS.register_module(name=name, module=cls)
+    if 'BaseEditModel' not in MODELS._module_dict:  # only under the scope: MMagic's own keeps its name
+        from .model import AgileEditModel
+        MODELS.register_module(name='BaseEditModel', module=AgileEditModel)
     return registered_names()

@@ -10,12 +10,14 @@ _base_ = ['../_base_/default_runtime.py', '../_base_/sr_div2k_x4.py']
 experiment_name = 'esc_x4_div2k'
 work_dir = f'./work_dirs/{experiment_name}'
 scale = 4
-# The official x4 run starts from the x2 EMA weights; mmengine loads the matching keys
-# (`generator.*`) and reports the shape-mismatched upsampler, which then trains from scratch.
+# load_from: a checkpoint of this x4 model in any layout (MMagic, BasicSR params/params_ema,
+# official ESC, bare); every tensor loads or the run stops with one line naming what does not fit.
+# The official x4 run starts from x2 weights: that is not a load_from (the upsampler differs);
+# convert the x2 body yourself and say so, nothing loads it partially behind your back.
 load_from = None
 
 model = dict(
-    type='BaseEditModel',
+    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
         type='ESC',
         dim=64,

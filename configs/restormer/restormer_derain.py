@@ -4,7 +4,7 @@
 # iterations: 92k at a constant 3e-4, then cosine 3e-4 -> 1e-6 over 208k; L1; gradient clipping
 # 0.01.  MMagic has no progressive patch schedule: the first stage of the official one is used
 # throughout (128 px, 8 patches/GPU, 8 GPUs).  MMagic ships its own `Restormer`; ours is named
-# with its scope, `agile_ir_plugin.Restormer`.
+# with its scope, `agile_ir.Restormer`.
 #   python tools/train.py configs/restormer/restormer_derain.py --work-dir work_dirs/restormer_derain
 _base_ = ['../_base_/default_runtime.py', '../_base_/derain_rain13k.py']
 
@@ -12,9 +12,9 @@ experiment_name = 'restormer_derain'
 work_dir = f'./work_dirs/{experiment_name}'
 
 model = dict(
-    type='BaseEditModel',
+    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
-        type='agile_ir_plugin.Restormer',
+        type='agile_ir.Restormer',
         inp_channels=3,
         out_channels=3,
         dim=48,

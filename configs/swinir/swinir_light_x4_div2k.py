@@ -11,7 +11,7 @@ work_dir = f'./work_dirs/{experiment_name}'
 scale = 4
 
 model = dict(
-    type='BaseEditModel',
+    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
         type='SwinIRNet',
         upscale=scale,

@@ -35,7 +35,7 @@ def test_every_arch_registered_and_built_by_base_edit_model(tmp_path):
         names = plugin.register_all()  # a second registration is a no-op
         out = {'names': names, 'archs': sorted(ARCHS),
                'resolved': {name: MODELS.get(key) is ARCHS[name] for name, key in names.items()},
-               'scoped': {name: MODELS.get(f'agile_ir_plugin.{name}') is ARCHS[name] for name in ARCHS},
+               'scoped': {name: MODELS.get(f'agile_ir.{name}') is ARCHS[name] for name in ARCHS},
                'mmagic_restormer': MODELS.get('Restormer').__module__}
 
         # MMagic's BaseEditModel + DataPreprocessor + L1Loss around our generator, through the registry
@@ -66,7 +66,7 @@ def test_every_arch_registered_and_built_by_base_edit_model(tmp_path):
     # MMagic ships a Restormer of its own: it keeps the plain name, ours is reached by scope
     assert out['mmagic_restormer'].startswith('mmagic.')
     if 'Restormer' in out['names']:
-        assert out['names']['Restormer'] == 'agile_ir_plugin.Restormer'
+        assert out['names']['Restormer'] == 'agile_ir.Restormer'
     assert out['names'].get('ESC') == 'ESC'
     assert out['generator'] == 'ESC'
     assert out['loss_matches'] and out['grads']
