@@ -76,11 +76,10 @@ def check_keys(opt, f):
             _check_section(f, f'datasets.{phase}.', ds, valid_keys('dataset'))
             if isinstance(ds.get('io_backend'), dict):
                 _check_section(f, f'datasets.{phase}.io_backend.', ds['io_backend'], valid_keys('io_backend'))
-    path_prefixes = tuple(p + n for p in valid_keys('path_prefixes') for n in nets)
+    per_net = {p + n for p in valid_keys('path_prefixes') for n in nets}  # pretrain_network_g, ...
     for section in ('path', 'val', 'logger', 'dist_params'):
         if isinstance(opt.get(section), dict):
-            _check_section(f, f'{section}.', opt[section], valid_keys(section),
-                           prefixes=path_prefixes if section == 'path' else ())
+            _check_section(f, f'{section}.', opt[section], valid_keys(section) | (per_net if section == 'path' else set()))
     if isinstance((opt.get('logger') or {}).get('wandb'), dict):
         _check_section(f, 'logger.wandb.', opt['logger']['wandb'], valid_keys('wandb'))
     train = opt.get('train') if isinstance(opt.get('train'), dict) else {}
