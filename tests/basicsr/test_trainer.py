@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,94 @@ def test_explicit_resume_state_that_is_corrupt_is_one_clear_error(tmp_path, data
     assert 'bad.state is truncated or corrupt' in r.stderr
     assert 'Traceback' not in r.stderr
     assert bad.read_bytes() == b'not a checkpoint'
+
+
+def _with_validation(opt, data_root, val_freq):
+    opt['datasets']['val'] = {'name': 'tinyval', 'type': 'PairedImageDataset', 'dataroot_gt': str(data_root / 'HR'),
+                              'dataroot_lq': str(data_root / 'LR_bicubic' / 'X4'), 'filename_tmpl': '{}x4',
+                              'io_backend': {'type': 'disk'}}
+    opt['val'] = {'val_freq': val_freq, 'save_img': False,
+                  'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
+                              'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True}}}
+    return opt
+
+
+def test_log_has_first_iteration_line_sane_eta_one_final_validation_and_a_summary(tmp_path, monkeypatch, data_root):
+    """On 8934f24: no line before print_freq iterations, 'eta: -1 day, 23:59:..' on the last one, the
+    last iteration validated twice (in the loop and after the final save), and no summary."""
+    import logging
+
+    import cv2
+
+    from agile_ir_plugin.cli.train import main
+    monkeypatch.chdir(tmp_path)
+    opt = _with_validation(tiny_options(data_root, 'watch', 4, save_freq=100), data_root, val_freq=2)
+    opt['logger']['print_freq'] = 100
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        assert main(['-opt', str(dump_yaml(opt, tmp_path / 'opt.yml'))]) == 0
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    text = '\n'.join(records)
+    iter_lines = [r for r in records if re.search(r'iter:\s+\d+, lr:', r)]
+    assert [int(re.search(r'iter:\s+(\d+),', r).group(1)) for r in iter_lines] == [1, 4]  # first + last
+    assert re.search(r'first iteration of this run: \d+\.\d+ s', iter_lines[0])
+    assert 'eta: 0:00:00,' in iter_lines[-1] and '-1 day' not in text
+    assert text.count('Validation tinyval') == 2, text[-3000:]  # iter 2 and the final one, not iter 4 twice
+
+    exp = tmp_path / 'experiments' / 'watch'
+    summary = text[text.index('Summary of watch'):]
+    assert 'trained to iter 4' in summary
+    last = re.search(r'tinyval: last \(iter 4\): psnr ([0-9.]+), ssim ([0-9.]+); best: psnr', summary)
+    bic = re.search(r'tinyval: bicubic: psnr ([0-9.]+), ssim ([0-9.]+); model - bicubic: psnr ([+-][0-9.]+)', summary)
+    assert last and bic, summary
+    assert float(last.group(1)) - float(bic.group(1)) == pytest.approx(float(bic.group(3)), abs=2e-4)
+    # the bicubic figure against an independent computation (BasicSR's numpy imresize on the LR files)
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils.matlab_functions import imresize
+    psnrs = []
+    for i in range(3):
+        lr = cv2.imread(str(data_root / 'LR_bicubic' / 'X4' / f'img{i}x4.png')).astype(np.float64) / 255
+        hr = cv2.imread(str(data_root / 'HR' / f'img{i}.png'))
+        sr = (np.clip(imresize(lr, 4), 0, 1) * 255).round().astype(np.uint8)
+        psnrs.append(calculate_psnr(sr, hr, crop_border=4, test_y_channel=True))
+    assert float(bic.group(1)) == pytest.approx(np.mean(psnrs), abs=1e-3)
+    assert str(exp / 'models' / 'net_g_latest.pth') in summary
+    for name in ('training_curve.png', 'comparison.png'):
+        assert str(exp / name) in summary
+        img = cv2.imread(str(exp / name))
+        assert img is not None and img.size > 0
+    assert cv2.imread(str(exp / 'comparison.png')).shape == (64, 64 * 3 + 8, 3)  # bicubic | model | HR, 64x64 each
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+    import logging
+
+    from agile_ir_plugin.basicsr.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Model:
+        def get_current_log(self):
+            return {'l_pix': 0.5}
+
+        def get_current_learning_rate(self):
+            return [1e-3]
+
+    opt = {'name': 'bar', 'logger': {'print_freq': 10}, 'rank': 0}
+    for stream, expect_bar in ((Tty(), True), (io.StringIO(), False)):
+        progress = Progress(opt, 0, 3, logging.getLogger('progress-test'), stream=stream)
+        with progress:
+            for it in (1, 2, 3):
+                progress.data_loaded()
+                progress.iteration_done(0, it, Model())
+                progress.iter_start()
+        assert (progress.bar is not None) == expect_bar
+        assert ('3/3' in stream.getvalue()) == expect_bar, stream.getvalue()
+        assert progress.eta_seconds(3) == 0.0 and [v for _, v in progress.history.losses] == [{'l_pix': 0.5}] * 3
