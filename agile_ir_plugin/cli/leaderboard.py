@@ -128,6 +128,10 @@ def models_from_options(path, args):
     if not path.is_file():
         raise FileNotFoundError(f'options file not found: {path}')
     opt = yaml.safe_load(path.read_text()) or {}
+    from agile_ir_plugin.basicsr.preflight import run_preflight  # the checks train and test run (one line each)
+    for line in run_preflight({k: v for k, v in opt.items() if not (k == 'datasets' and args.datasets)},
+                              tool='leaderboard', out_dir=args.out):
+        logging.warning('%s: %s', path, line)
     net = dict(opt.get('network_g') or {})
     if 'type' not in net:
         raise ValueError(f'{path}: no network_g.type')
@@ -282,7 +286,8 @@ def main(argv=None):
     try:
         return run(args)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
-        print(f'error: {err}', file=sys.stderr)
+        for line in getattr(err, 'problems', None) or [err]:  # a PreflightError lists every problem
+            print(f'error: {line}', file=sys.stderr)
         return 2
 
 
