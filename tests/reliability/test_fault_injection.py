@@ -12,19 +12,13 @@ import re
 import pytest
 
 from conftest import dump_yaml, write_sr_pairs
-from trainproc import TrainServer, assert_same_weights, load_weights, tiny_sr_options
+from trainproc import server  # noqa: F401  (the module-scoped fixture)
+from trainproc import assert_same_weights, load_weights, tiny_sr_options
 
 from agile_ir_plugin.checkpoint import load_checkpoint
 
 TOTAL = 16
 NAME = 'faults'
-
-
-@pytest.fixture(scope='module')
-def server():
-    srv = TrainServer()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture(scope='module')

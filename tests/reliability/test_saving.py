@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import REPO_ROOT, dump_yaml, write_sr_pairs
-from trainproc import TrainServer, tiny_sr_options
+from trainproc import server, tiny_sr_options  # noqa: F401  (server: the module-scoped fixture)
 
 from agile_ir_plugin.checkpoint import load_checkpoint
 
@@ -31,13 +31,6 @@ def _mount_namespaces_work():
 
 NO_MOUNTS = _mount_namespaces_work()
 needs_mounts = pytest.mark.skipif(NO_MOUNTS is not None, reason=str(NO_MOUNTS))
-
-
-@pytest.fixture(scope='module')
-def server():
-    srv = TrainServer()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture(scope='module')

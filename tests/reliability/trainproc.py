@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _SERVER = r'''
@@ -167,6 +169,14 @@ class TrainServer:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+@pytest.fixture(scope='module')
+def server():
+    """One fork server per test module (import this fixture into the module)."""
+    srv = TrainServer()
+    yield srv
+    srv.close()
 
 
 def tiny_sr_options(data_root, name, total_iter, save_freq=1, batch=2):
