@@ -1,11 +1,8 @@
 """The MATLAB-bicubic pseudo-model, and the evaluator against the bicubic table of ../shared/data.
 
-The README of the shared data gives the bicubic PSNR (Y, border = scale) of Set5/Set14/B100 at
-x2/x3/x4, measured independently and matching the published EDSR/RCAN baselines; a correct
-evaluator reproduces it within 0.02 dB.  The table is parsed from that README, not copied here.
+Both bicubic tables of the shared data's README (BasicSR and MATLAB-era conventions) are checked in
+test_basicsr_agreement.py.
 """
-import re
-
 import numpy as np
 import pytest
 import torch
@@ -39,31 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _readme_table(shared_data):
-    """{(set, scale): psnr} from the 'Sanity figures' table of shared/data/README.md."""
-    text = (shared_data / 'README.md').read_text()
-    table = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip('|').split('|')]
-        if cells and cells[0] in ('Set5', 'Set14', 'B100') and all(re.fullmatch(r'\d+\.\d+', c) for c in cells[1:4]):
-            for scale, value in zip((2, 3, 4), cells[1:4]):
-                table[cells[0], scale] = float(value)
-    assert len(table) == 9, 'README bicubic table not found'
-    return table
-
-
-def test_bicubic_reproduces_shared_data_table(shared_data, one_thread):
-    expected = _readme_table(shared_data)
-    rows = evaluate('bicubic', ['Set5', 'Set14', 'B100'], scale=[2, 3, 4], root=shared_data, metrics=('psnr',),
-                    progress=False)
-    assert len(rows) == 9
-    for row in rows:
-        assert row['lr_source'].startswith('files'), row  # the MATLAB-made LR, not regenerated
-        assert row['n_images'] == {'Set5': 5, 'Set14': 14, 'B100': 100}[row['dataset']]
-        assert row['psnr'] == pytest.approx(expected[row['dataset'], row['scale']], abs=0.02), row
-        assert row['ssim'] is None  # not requested
 
 
 def test_bicubic_ssim_set5_matches_published(shared_data, one_thread):

@@ -2,6 +2,7 @@
 run with the previous one (``compare_runs``: "nothing slowed down versus the previous run")."""
 import datetime
 import json
+import os
 import platform
 import re
 import sys
@@ -11,7 +12,10 @@ import torch
 
 from agile_ir_plugin.profiling import device_name
 
-OUT_DIR = Path(__file__).resolve().parents[2] / 'docs' / 'benchmarks'
+DOCS_DIR = Path(__file__).resolve().parents[2] / 'docs' / 'benchmarks'  # tracked: written only when asked
+# results go to ./benchmark_results (outside the tracked docs) unless tools/benchmark.py --update-docs
+# (or AGILE_IR_BENCHMARK_DIR) names another folder; read once, before any family is imported
+OUT_DIR = Path(os.environ.get('AGILE_IR_BENCHMARK_DIR') or Path.cwd() / 'benchmark_results')
 
 # measured fields: wall/CPU times (lower is better) and memory (lower is better); everything else
 # that is a string or an integer names the configuration of a row (model, input, batch, window, ...)
