@@ -303,3 +303,40 @@ def test_a_good_case_passes_the_preflight(base):
     assert run_preflight(opt, 'train') == [f"path.pretrain_network_g: '{base / 'esc_x2.pth'}' [params] is a x2 "
                                            'checkpoint, the options say x4 (network_g.upscaling_factor): resized on '
                                            'load as path.resize_pretrain_g asks.']
+
+
+def test_resume_after_the_network_options_changed(base, tmp_path, monkeypatch, capsys):
+    """Before: RuntimeError: Error(s) in loading state_dict, after the run had started."""
+    exp = tmp_path / 'experiments' / 'r'
+    (exp / 'training_states').mkdir(parents=True)
+    (exp / 'models').mkdir()
+    torch.save({'epoch': 0, 'iter': 2, 'optimizers': [], 'schedulers': []}, exp / 'training_states' / '2.state')
+    torch.save({'params': _esc_state(4)}, exp / 'models' / 'net_g_2.pth')
+    opt = train_opt(base)
+    opt['name'] = 'r'
+    opt['network_g']['dim'] = 12
+    yml = tmp_path / 'opt.yml'
+    yml.write_text(yaml.safe_dump(opt, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    module = importlib.import_module('agile_ir_plugin.cli.train')
+    with pytest.raises(SystemExit) as exc:
+        module.main(['-opt', str(yml), '--auto_resume'])
+    msg = exc.value.code
+    assert isinstance(msg, str) and msg.count('error: ') == 1 and 'Traceback' not in msg, msg
+    assert msg.startswith(f"error: network_g: the options no longer match the state being resumed (iter 2, "
+                          f"{exp / 'models' / 'net_g_2.pth'}): shape mismatches"), msg
+    assert 'restore the network options it was trained with, or train under a new name' in msg
+    assert snapshot(tmp_path) == before
+
+
+def test_a_good_test_run_writes_its_results(base, tmp_path, monkeypatch, capsys):
+    """The rewritten test pipeline (BasicSR's flow after the preflight) still tests: results and a log."""
+    monkeypatch.chdir(tmp_path)
+    opt = eval_opt(base)
+    opt['name'] = 'good'
+    yml = tmp_path / 'opt.yml'
+    yml.write_text(yaml.safe_dump(opt, sort_keys=False))
+    code, err = run_tool('test', yml, tmp_path, capsys)
+    assert code == 0, err
+    assert list((tmp_path / 'results' / 'good').glob('test_good_*.log'))
