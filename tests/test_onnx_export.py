@@ -105,7 +105,11 @@ def test_cli_refuses_a_missing_param_key(tmp_path):
     torch.save({'net': {}}, ckpt)
     with pytest.raises(SystemExit) as exc:
         cli.main(['--arch', 'ESC', '--ckpt', str(ckpt), '--out', str(tmp_path / 'x.onnx')])
-    assert "no 'params_ema' entry" in str(exc.value) and "'net'" not in str(exc.value) and 'net' in str(exc.value)
+    assert str(exc.value).startswith(f"error: {ckpt}: found no weights") and "keys 'net'" in str(exc.value)
+    torch.save({'params': {}}, ckpt)  # an explicit key must exist: no fallback from params_ema to params
+    with pytest.raises(SystemExit) as exc:
+        cli.main(['--arch', 'ESC', '--ckpt', str(ckpt), '--param-key', 'params_ema', '--out', str(tmp_path / 'x.onnx')])
+    assert "has no 'params_ema' weights; it holds: params" in str(exc.value)
     assert not (tmp_path / 'x.onnx').exists()
 
 

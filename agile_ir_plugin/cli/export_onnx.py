@@ -14,23 +14,18 @@ import sys
 import torch
 
 from agile_ir_plugin.archs import ARCHS
-from agile_ir_plugin.checkpoint import CheckpointError, load_checkpoint
+from agile_ir_plugin.checkpoint import (CheckpointError, extract_state_dict, load_checkpoint, load_state_dict_exact,
+                                        weight_sets)
 from agile_ir_plugin.export import DEFAULT_OPSET, ExportError, export_onnx
 
 
 def state_dict_from(ckpt, param_key, path):
-    """The weights in a BasicSR checkpoint: ``ckpt[param_key]`` (``params_ema`` falls back to
-    ``params`` as BasicSR does), or the checkpoint itself when it is a plain state dict."""
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
-    if param_key and param_key not in ckpt and param_key == 'params_ema' and 'params' in ckpt:
-        param_key = 'params'
-    if param_key and param_key in ckpt:
-        ckpt = ckpt[param_key]
-    elif param_key and not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise ValueError(f'{path} has no {param_key!r} entry; its top-level keys: '
-                         f'{", ".join(map(str, list(ckpt)[:10]))}; pass one of them as --param-key')
-    return {k[7:] if k.startswith('module.') else k: v for k, v in ckpt.items()}
+    """``(state_dict, used key)`` of a checkpoint of any layout (``agile_ir_plugin.checkpoint``): the
+    named weight set, which must exist; without a name, ``params_ema`` when present, else ``params``,
+    else the bare / official state dict."""
+    if not param_key:
+        param_key = 'params_ema' if 'params_ema' in weight_sets(ckpt, path) else None
+    return extract_state_dict(ckpt, param_key, path)
 
 
 def parse_args(argv=None):
@@ -38,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument('--arch', required=True, help=f'one of {", ".join(sorted(ARCHS))}')
     p.add_argument('--arch-args', default='{}', help='constructor keyword arguments as JSON')
     p.add_argument('--ckpt', help='checkpoint (.pth); without it the freshly initialised weights are exported')
-    p.add_argument('--param-key', default='params_ema', help="entry holding the weights ('' for a plain state dict)")
+    p.add_argument('--param-key', default=None,
+                   help='weight set to export (params, params_ema, generator, generator_ema); it must exist. '
+                        'Default: params_ema when present, else params, else the bare state dict')
     p.add_argument('--out', required=True, help='output .onnx file')
     p.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     p.add_argument('--input-size', type=int, nargs=2, default=(61, 67), metavar=('H', 'W'))
@@ -65,10 +62,11 @@ def main(argv=None):
         sys.exit(f'error: {args.arch} does not take --arch-args {kwargs}: {err}')
     if args.ckpt:
         try:
-            state = state_dict_from(load_checkpoint(args.ckpt), args.param_key, args.ckpt)
-            model.load_state_dict(state)
-        except (CheckpointError, ValueError, RuntimeError) as err:
-            sys.exit(f'error: {" ".join(str(err).split())[:600]}')
+            state, used = state_dict_from(load_checkpoint(args.ckpt), args.param_key, args.ckpt)
+            load_state_dict_exact(model, state, args.ckpt, used)
+        except CheckpointError as err:
+            sys.exit(f'error: {err}')
+        print(f'weights: {args.ckpt} [{used or "state dict"}]')
     example = torch.rand(1, args.in_chans, *args.input_size)
     try:
         diff = export_onnx(model, args.out, example, opset=args.opset, dynamic_hw=not args.static_hw,
