@@ -75,7 +75,38 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['GLMHA', 'CalibrationNetwork', 'resolve_rank']
+__all__ = ['GLMHA', 'CalibrationNetwork', 'resolve_rank', 'PRESETS', 'resolve_preset']
+
+# Per-host presets: which levels get GLMHA (the others keep the host's CSA) and at what
+# reduction c / r.  'default': GLMHA everywhere at rank c/2.  'paper': the paper's headline budget
+# (see the module docstring, "Presets").
+PRESETS = {
+    'Restormer': {
+        'default': dict(attn='glmha', reduction=2.0),
+        # levels 2 and 3 only, ranks 18 and 30 of c = 48 with the default width
+        'paper': dict(attn=['mdta', 'glmha', 'glmha', 'mdta'], reduction=[2.0, 8 / 3, 1.6, 2.0]),
+    },
+    'MSTPlusPlus': {
+        'default': dict(attn='glmha', reduction=2.0),
+        # the middle level (62 channels) only, rank 16 of c = 31
+        'paper': dict(attn=['smsa', 'glmha', 'smsa'], reduction=2.0),
+    },
+}
+
+
+def resolve_preset(host, preset, attn, reduction, rank):
+    """(attn, reduction) of ``host`` for ``glmha_preset=preset`` (None: unchanged).  A preset
+    fixes both, so giving a reduction, a rank or an attn other than 'glmha' with it is an error."""
+    if preset is None:
+        return attn, reduction
+    presets = PRESETS.get(host, {})
+    if preset not in presets:
+        raise ValueError(f'{host} glmha_preset must be one of {sorted(presets)}, got {preset!r}.')
+    if attn != 'glmha' or reduction is not None or rank is not None:
+        raise ValueError(f"{host} glmha_preset={preset!r} sets the attention per level and the ranks: use it with "
+                         f"attn='glmha' and no glmha_reduction / glmha_rank (got attn={attn!r}, "
+                         f'glmha_reduction={reduction!r}, glmha_rank={rank!r}).')
+    return presets[preset]['attn'], presets[preset]['reduction']
 
 
 def resolve_rank(head_dim, rank=None, reduction=2.0):

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..ops.window import pad_to_multiple
-from .glmha import GLMHA, CalibrationNetwork, l2_normalize
+from .glmha import GLMHA, CalibrationNetwork, l2_normalize, resolve_preset
 
 __all__ = ['MSTPlusPlus']
 
@@ -153,16 +153,17 @@ class MST(nn.Module):
         super().__init__()
         self.dim, self.stage = dim, stage
         glmha_levels = glmha_levels or [None] * (stage + 1)
+        attns = list(attn) if isinstance(attn, (list, tuple)) else [attn] * (stage + 1)
         self.embedding = nn.Conv2d(in_dim, dim, 3, 1, 1, bias=False)
 
         self.encoder_layers = nn.ModuleList()
         dim_stage = dim
         for i in range(stage):
             self.encoder_layers.append(nn.ModuleList([
-                MSAB(dim_stage, dim, dim_stage // dim, num_blocks[i], attn, glmha_levels[i]),
+                MSAB(dim_stage, dim, dim_stage // dim, num_blocks[i], attns[i], glmha_levels[i]),
                 nn.Conv2d(dim_stage, dim_stage * 2, 4, 2, 1, bias=False)]))
             dim_stage *= 2
-        self.bottleneck = MSAB(dim_stage, dim, dim_stage // dim, num_blocks[-1], attn, glmha_levels[stage])
+        self.bottleneck = MSAB(dim_stage, dim, dim_stage // dim, num_blocks[-1], attns[stage], glmha_levels[stage])
 
         self.decoder_layers = nn.ModuleList()
         for i in range(stage):
@@ -170,7 +171,7 @@ class MST(nn.Module):
             self.decoder_layers.append(nn.ModuleList([
                 nn.ConvTranspose2d(dim_stage, dim_stage // 2, stride=2, kernel_size=2, padding=0, output_padding=0),
                 nn.Conv2d(dim_stage, dim_stage // 2, 1, 1, bias=False),
-                MSAB(dim_stage // 2, dim, (dim_stage // 2) // dim, num_blocks[level], attn, glmha_levels[level])]))
+                MSAB(dim_stage // 2, dim, (dim_stage // 2) // dim, num_blocks[level], attns[level], glmha_levels[level])]))
             dim_stage //= 2
         self.mapping = nn.Conv2d(dim, out_dim, 3, 1, 1, bias=False)
         self._init_weights()
@@ -216,22 +217,27 @@ class MSTPlusPlus(nn.Module):
     """MST++: conv_in -> ``stage`` cascaded MSTs -> conv_out, + the conv_in features.
 
     Args beyond the official ones (``in_channels, out_channels, n_feat, stage``):
-        attn: 'smsa' (original, checkpoint-compatible) or 'glmha'.
+        attn: 'smsa' (original, checkpoint-compatible) or 'glmha', or one per U-Net level.
+        glmha_preset: None, 'default' (GLMHA everywhere, rank c/2) or 'paper' (GLMHA at the middle
+            level only, rank c/2; see ``glmha.PRESETS``); sets ``attn`` per level and
+            ``glmha_reduction`` (give neither with it).
         glmha_reduction: channels-per-head / rank, one number or one per U-Net level [31, 62, 124
-            channels for n_feat 31] (every head has n_feat channels).
+            channels for n_feat 31] (every head has n_feat channels); None = 2.
         glmha_rank: absolute rank per head, one per level (overrides the reduction).
         glmha_calib_reduction, glmha_calibration: see :class:`GLMHA`.
     ``out_channels`` must equal ``n_feat`` (the output adds the conv_in features), as officially.
     """
 
-    def __init__(self, in_channels=3, out_channels=31, n_feat=31, stage=3, attn='smsa', glmha_reduction=2.0,
-                 glmha_rank=None, glmha_calib_reduction=16, glmha_calibration=True):
+    def __init__(self, in_channels=3, out_channels=31, n_feat=31, stage=3, attn='smsa', glmha_reduction=None,
+                 glmha_rank=None, glmha_calib_reduction=16, glmha_calibration=True, glmha_preset=None):
         super().__init__()
         if out_channels != n_feat:
             raise ValueError(f'MSTPlusPlus needs out_channels == n_feat (output adds the conv_in features), '
                              f'got {out_channels} and {n_feat}.')
         self.stage = stage
-        reductions = _per_level(glmha_reduction, 3, 'glmha_reduction')
+        attn, glmha_reduction = resolve_preset('MSTPlusPlus', glmha_preset, attn, glmha_reduction, glmha_rank)
+        _per_level(attn, 3, 'attn')
+        reductions = _per_level(2.0 if glmha_reduction is None else glmha_reduction, 3, 'glmha_reduction')
         ranks = _per_level(glmha_rank, 3, 'glmha_rank')
         levels = [dict(reduction=reductions[i], rank=ranks[i], calib_reduction=glmha_calib_reduction,
                        calibration=glmha_calibration) for i in range(3)]

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.window import pad_to_multiple
-from .glmha import GLMHA, l2_normalize
+from .glmha import GLMHA, l2_normalize, resolve_preset
 
 __all__ = ['Restormer']
 
@@ -182,9 +182,12 @@ class Restormer(nn.Module):
 
     Args beyond the official ones (``inp_channels, out_channels, dim, num_blocks,
     num_refinement_blocks, heads, ffn_expansion_factor, bias, LayerNorm_type, dual_pixel_task``):
-        attn: 'mdta' (original, checkpoint-compatible) or 'glmha'.
+        attn: 'mdta' (original, checkpoint-compatible) or 'glmha', or one per level [L1, L2, L3, L4].
+        glmha_preset: None, 'default' (GLMHA everywhere, rank c/2) or 'paper' (the paper's budget:
+            GLMHA at levels 2 and 3 only, ranks 3/8 and 5/8 of c; see ``glmha.PRESETS``); sets
+            ``attn`` per level and ``glmha_reduction`` (give neither with it).
         glmha_reduction: channels-per-head / rank, one number or one per level [L1, L2, L3, L4]
-            (level 1 covers encoder_level1, decoder_level1 and the refinement blocks).
+            (level 1 covers encoder_level1, decoder_level1 and the refinement blocks); None = 2.
         glmha_rank: absolute rank per head, one per level (overrides the reduction); None = use it.
         glmha_calib_reduction: hidden width of the calibration network = C // this (min 8).
         glmha_calibration: False for static low-rank projections (ablation).
@@ -192,17 +195,19 @@ class Restormer(nn.Module):
 
     def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
                  heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',
-                 dual_pixel_task=False, attn='mdta', glmha_reduction=2.0, glmha_rank=None,
-                 glmha_calib_reduction=16, glmha_calibration=True):
+                 dual_pixel_task=False, attn='mdta', glmha_reduction=None, glmha_rank=None,
+                 glmha_calib_reduction=16, glmha_calibration=True, glmha_preset=None):
         super().__init__()
-        reductions = _per_level(glmha_reduction, 4, 'glmha_reduction')
+        attn, glmha_reduction = resolve_preset('Restormer', glmha_preset, attn, glmha_reduction, glmha_rank)
+        attns = _per_level(attn, 4, 'attn')
+        reductions = _per_level(2.0 if glmha_reduction is None else glmha_reduction, 4, 'glmha_reduction')
         ranks = _per_level(glmha_rank, 4, 'glmha_rank')
 
         def blocks(level, n, channels):
             opts = dict(reduction=reductions[level], rank=ranks[level], calib_reduction=glmha_calib_reduction,
                         calibration=glmha_calibration)
             return nn.Sequential(*[
-                TransformerBlock(channels, heads[level], ffn_expansion_factor, bias, LayerNorm_type, attn, opts)
+                TransformerBlock(channels, heads[level], ffn_expansion_factor, bias, LayerNorm_type, attns[level], opts)
                 for _ in range(n)])
 
         self.patch_embed = OverlapPatchEmbed(inp_channels, dim)

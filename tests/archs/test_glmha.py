@@ -254,3 +254,62 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match='channels'):
         GLMHA(8, 2)(torch.randn(1, 6, 4, 4))
     assert resolve_rank(31, reduction=2) == 16 and resolve_rank(31, rank=7) == 7 and resolve_rank(3, reduction=8) == 1
+
+
+def _restormer_cost(**kwargs):
+    """(MACs, params) of a default-width Restormer at 256x256, counted by FlopCounterMode on the
+    meta device (shapes only: a 155-GMAC forward costs nothing)."""
+    from agile_ir_plugin.archs import Restormer
+    with torch.device('meta'), torch.no_grad():
+        m = Restormer(**kwargs)
+        return count_macs(m, torch.empty(1, 3, 256, 256)), count_params(m)
+
+
+def test_restormer_paper_preset_saves_the_papers_budget():
+    """The paper's headline ("up to 7.7 GFLOPs and 370K fewer parameters", FLOPs read as MACs as
+    restoration papers count them): the 'paper' preset is within 10 % of both; the default (rank
+    c/2 everywhere) saves 3.5x / 4x that (issue 17's measurement)."""
+    macs, params = _restormer_cost()
+    assert (macs, params) == (154_882_031_616, 26_126_644)
+    paper = _restormer_cost(attn='glmha', glmha_preset='paper')
+    saved_macs, saved_params = macs - paper[0], params - paper[1]
+    assert abs(saved_macs / 7.7e9 - 1) < 0.10 and abs(saved_params / 370e3 - 1) < 0.10
+    # by hand: 12 blocks each at level 2 (C 96, 2 heads, 128^2, rank 18) and level 3 (C 192, 4
+    # heads, 64^2, rank 30) trade MDTA (N (4C^2 + 2Cc + 27C) MACs, 4C^2 + 27C + h params) for GLMHA
+    expected_macs = expected_params = 0
+    for C, h, side, rank in [(96, 2, 128, 18), (192, 4, 64, 30)]:
+        g = GLMHA(C, h, rank=rank, dwconv=True)
+        expected_macs += 12 * (side * side * (4 * C * C + 2 * C * (C // h) + 27 * C) - g.macs(side, side))
+        expected_params += 12 * (4 * C * C + 27 * C + h - g.num_params_formula())
+    assert (saved_macs, saved_params) == (expected_macs, expected_params) == (7_791_538_176, 380_784)
+    default = _restormer_cost(attn='glmha')
+    assert default == _restormer_cost(attn='glmha', glmha_preset='default')
+    assert macs - default[0] > 3.4 * saved_macs and params - default[1] > 3.9 * saved_params
+
+
+def test_preset_errors_are_one_clear_line():
+    from agile_ir_plugin.archs import Restormer
+    with pytest.raises(ValueError, match="glmha_preset must be one of \\['default', 'paper'\\]"):
+        Restormer(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, attn='glmha', glmha_preset='papers')
+    with pytest.raises(ValueError, match='no glmha_reduction'):
+        Restormer(attn='glmha', glmha_preset='paper', glmha_reduction=4)
+    with pytest.raises(ValueError, match="attn='glmha'"):
+        Restormer(glmha_preset='paper')
+
+
+def test_mstpp_paper_preset_saves_the_restormer_presets_share_of_the_attention():
+    """MST++'s whole S-MSA (5.36 GMACs, 318K params at 256x256) is below the paper's headline, so
+    its 'paper' preset follows Restormer's rule instead (CSA kept at the finest and coarsest level,
+    GLMHA in between): the 6 blocks at 62 channels (2 heads, 128^2) at rank 16 of 31."""
+    from agile_ir_plugin.archs import MSTPlusPlus
+    with torch.device('meta'), torch.no_grad():
+        x = torch.empty(1, 3, 256, 256)
+        base, paper = MSTPlusPlus(), MSTPlusPlus(attn='glmha', glmha_preset='paper')
+        saved_macs, saved_params = count_macs(base, x) - count_macs(paper, x), count_params(base) - count_params(paper)
+        g = GLMHA(62, 2, rank=16, dwconv=False, proj_bias=True, pos_emb=True)
+    C, c, N = 62, 31, 128 * 128
+    assert saved_macs == 6 * (N * (4 * C * C + 2 * C * c + 18 * C) - g.macs(128, 128))
+    assert saved_params == 6 * (4 * C * C + C + 18 * C + 2 - g.num_params_formula()) == 12_600
+    smsa_macs = 3 * sum(n * (256 // f) ** 2 * (4 * C * C + 2 * C * 31 + 18 * C)
+                        for C, f, n in [(31, 1, 2), (62, 2, 2), (124, 4, 1)])
+    assert 0.12 < saved_macs / smsa_macs < 0.17  # Restormer's paper preset: 13.5 % of its MDTA MACs
