@@ -80,7 +80,7 @@ def make_experiment(opt, args, resume_path, resume_state, notes):
             check_resume(opt, resume_state['iter'])
         else:
             make_exp_dirs(opt)
-            if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+            if tensorboard_wanted(opt):
                 mkdir_and_rename(osp.join(opt['root_path'], 'tb_logger', opt['name']))
         copy_opt_file(args.opt, opt['path']['experiments_root'])
     except OSError as err:
@@ -88,17 +88,21 @@ def make_experiment(opt, args, resume_path, resume_state, notes):
                          f'{err.strerror or err} ({err.filename}).') from None
 
 
-def init_tb_loggers(opt, logger):
-    """BasicSR's TensorBoard / wandb loggers (rank 0); without tensorboard installed, one INFO line."""
+def tensorboard_wanted(opt):
+    """BasicSR's condition for TensorBoard (rank 0 only), and tensorboard installed."""
     import importlib.util
+    return (bool(opt['logger'].get('use_tb_logger')) and 'debug' not in opt['name'] and opt['rank'] == 0
+            and importlib.util.find_spec('tensorboard') is not None)
 
+
+def init_tb_loggers(opt, logger):
+    """BasicSR's TensorBoard / wandb loggers; with ``use_tb_logger`` but no tensorboard, one INFO line."""
     from basicsr.utils import init_tb_logger, init_wandb_logger
     logger_opt = opt['logger']
-    if not logger_opt.get('use_tb_logger') or 'debug' in opt['name'] or opt['rank'] != 0:
-        return None
-    if importlib.util.find_spec('tensorboard') is None:
-        logger.info(f'logger.use_tb_logger: tensorboard is not installed, so no TensorBoard logs (pip install '
-                    f'tensorboard); {CURVE_FILE} is written at the end of the run.')
+    if not tensorboard_wanted(opt):
+        if logger_opt.get('use_tb_logger') and opt['rank'] == 0 and 'debug' not in opt['name']:
+            logger.info(f'logger.use_tb_logger: tensorboard is not installed, so no TensorBoard logs (pip install '
+                        f'tensorboard); {CURVE_FILE} is written at the end of the run.')
         return None
     if logger_opt.get('wandb') is not None and logger_opt['wandb'].get('project'):
         init_wandb_logger(opt)
@@ -147,10 +151,14 @@ def finish(model, val_loaders, opt, progress, logger, current_iter):
     if opt.get('val') is not None and val_loaders:
         for loader in val_loaders:
             bicubic[loader.dataset.opt['name']] = bicubic_metrics(loader, opt)
-        if write_curve(progress.history, bicubic, osp.join(root, CURVE_FILE), logger):
-            files.append(('training curve', osp.join(root, CURVE_FILE)))
-        if write_comparison(model, val_loaders[0], opt, osp.join(root, COMPARISON_FILE)):
-            files.append(('bicubic | model | HR', osp.join(root, COMPARISON_FILE)))
+        try:  # the checkpoints are saved: a picture that cannot be drawn is a warning, not a failed run
+            if write_curve(progress.history, bicubic, osp.join(root, CURVE_FILE), logger):
+                files.append(('training curve', osp.join(root, CURVE_FILE)))
+            if write_comparison(model, val_loaders[0], opt, osp.join(root, COMPARISON_FILE)):
+                what = 'bicubic | model | HR' if opt.get('scale', 1) > 1 else 'input | model | GT'
+                files.append((what, osp.join(root, COMPARISON_FILE)))
+        except (OSError, ValueError, RuntimeError) as err:
+            logger.warning(f'could not draw the pictures in {root}: {type(err).__name__}: {err}')
     log_summary(logger, opt, model, progress.history, bicubic, files, progress.wall_time(), current_iter)
 
 

@@ -18,14 +18,18 @@ CURVE_FILE, COMPARISON_FILE = 'training_curve.png', 'comparison.png'
 
 
 def _val_images(loader):
+    """Validation samples with a ground truth of the input's channels (not RGB -> spectral)."""
     for data in loader:
-        if 'gt' in data:
+        if 'gt' in data and data['gt'].shape[1] == data['lq'].shape[1] and data['gt'].shape[1] in (1, 3):
             yield data
 
 
 @torch.no_grad()
 def bicubic_metrics(loader, opt):
-    """``{metric: mean}`` of bicubic upscaling over ``loader`` for the options' ``val.metrics``."""
+    """``{metric: mean}`` of bicubic upscaling over ``loader`` for the options' ``val.metrics``
+    (empty for a task without upscaling: its baseline would be the input itself)."""
+    if opt.get('scale', 1) <= 1:
+        return {}
     from basicsr.metrics import calculate_metric
     from basicsr.utils import tensor2img
 
@@ -44,7 +48,8 @@ def bicubic_metrics(loader, opt):
 
 @torch.no_grad()
 def write_comparison(model, loader, opt, path, crop=128):
-    """bicubic | model | HR of a ``crop`` x ``crop`` centre crop of the first validation image."""
+    """bicubic | model | HR (for scale 1: input | model | GT) of a ``crop`` x ``crop`` centre crop of the
+    first validation image; None when there is no such image."""
     import cv2
     from basicsr.utils import tensor2img
 
