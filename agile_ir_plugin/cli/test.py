@@ -18,8 +18,9 @@ def error_exit(err):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0].endswith('.py'):
+    from ._framework import choose_framework
+    framework, argv = choose_framework(sys.argv[1:] if argv is None else argv, 'test')
+    if framework == 'mmagic':
         from agile_ir_plugin.mmagic_entry import run
         return run('test', argv)
     import agile_ir_plugin  # noqa: F401  (compat fixes + registration before BasicSR builds anything)

@@ -28,14 +28,10 @@ def _one_line(err):
     return ' '.join(text.split())
 
 
-def _is_mmagic_config(argv):
-    """MMagic configs are python files given first; BasicSR options come with ``-opt``."""
-    return bool(argv) and argv[0].endswith('.py')
-
-
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if _is_mmagic_config(argv):
+    from ._framework import choose_framework
+    framework, argv = choose_framework(sys.argv[1:] if argv is None else argv, 'train')
+    if framework == 'mmagic':
         import signal
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # mmengine's own behaviour, not tools/train.py's early exit
         from agile_ir_plugin.mmagic_entry import run
