@@ -47,7 +47,7 @@ def test_dry_run_writes_runs_summary_and_plot_then_resumes(tmp_path, monkeypatch
     out = tmp_path / 'out'
     argv = ['--seeds', '0', '1', '--jobs', '1', '--iters', '2', '--batch', '2', '--patch', '16',
             '--train-dirs', str(train), '--eval-root', str(eval_root), '--sets', 'Set5',
-            '--cache-dir', str(tmp_path / 'cache'), '--device', 'cpu', '--out-dir', str(out)]
+            '--eval-crop', '16', '--cache-dir', str(tmp_path / 'cache'), '--device', 'cpu', '--out-dir', str(out)]
     assert quality.main(_args(*argv)) == 0
     runs = json.loads((out / 'quality_runs.json').read_text())['runs']
     models = [m for p in quality.PAIRS.values() for m in p['models']]
@@ -66,9 +66,9 @@ def test_dry_run_writes_runs_summary_and_plot_then_resumes(tmp_path, monkeypatch
     base = doc['meta']['baselines']['restormer']['Set5']['psnr']
     from basicsr.metrics import calculate_psnr
     from agile_ir_plugin.evaluation.datasets import read_image
-    cache = next((tmp_path / 'cache').iterdir()) / 'Set5'
-    psnrs = [calculate_psnr(read_image(cache / p.name)[0], read_image(p)[0], 0, test_y_channel=True)
-             for p in sorted((eval_root / 'Set5' / 'HR').iterdir())]
+    cache = next((tmp_path / 'cache').iterdir()) / 'Set5' / 'degraded'
+    psnrs = [calculate_psnr(read_image(cache / p.name)[0], read_image(p)[0][8:24, 12:28], 0, test_y_channel=True)
+             for p in sorted((eval_root / 'Set5' / 'HR').iterdir())]  # 32x40 images, central 16x16
     assert base == pytest.approx(statistics.mean(psnrs))
     assert (out / 'quality.png').stat().st_size > 0 and 'over 2 seeds' in (out / 'quality.md').read_text()
 

@@ -11,8 +11,9 @@ differs.  Pairs:
   LR).  Baseline: bicubic upscaling of the test sets' LR.
 * ``restormer``: Restormer (MDTA) vs Restormer+GLMHA at ``glmha_preset='paper'`` and at the
   default (rank c/2 everywhere).  Restoration proxy on the same images: Gaussian blur (sigma
-  1.6, 13x13, reflect border) plus Gaussian noise (sigma 2/255), rounded to 8 bit.  Baseline: the
-  degraded input itself (its PSNR against the clean image).
+  1.6, 13x13, reflect border) plus Gaussian noise (sigma 2/255), rounded to 8 bit, scored on the
+  central 160 x 160 crop of every test image.  Baseline: the degraded input itself (its PSNR
+  against the clean image).
 
 Scores: ``agile_ir_plugin.evaluate`` (Y channel, MATLAB ``rgb2ycbcr``, crop border = scale, 0 at
 scale 1), so the numbers follow the leaderboard's conventions.  Every finished run is written at
@@ -38,6 +39,7 @@ from ._common import OUT_DIR, metadata, write_results
 SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 SETS = ['Set5', 'Set14', 'B100']
 BLUR_SIGMA, BLUR_SIZE, NOISE_SIGMA = 1.6, 13, 2.0 / 255
+EVAL_CROP = 160  # restoration proxy: central crop of each test image (a full-size Restormer pass per image is the 2-core budget)
 
 # the same reduction for both members of a pair
 SR_COMMON = dict(in_chans=3, img_size=32, window_size=8, img_range=1., depths=[2, 2], embed_dim=32,
@@ -53,21 +55,22 @@ PAIRS = {
                                                                                   glmha_preset='paper')),
                              'Restormer+GLMHA (default)': ('Restormer', dict(RESTORMER_COMMON, attn='glmha'))}},
 }
-DEFAULTS = {'sr': dict(iters=1500, batch=8, patch=24, lr=1e-3),       # patch: LR (x2: 48 HR)
-            'restormer': dict(iters=1000, batch=4, patch=48, lr=1e-3)}
+DEFAULTS = {'sr': dict(iters=700, batch=8, patch=24, lr=1e-3),       # patch: LR (x2: 48 HR)
+            'restormer': dict(iters=500, batch=4, patch=48, lr=1e-3)}
 
 
 def add_arguments(parser):
     parser.add_argument('--pairs', nargs='+', default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--jobs', type=int, default=2, help='runs at a time (each one thread, its own process)')
-    parser.add_argument('--iters', type=int, help='training iterations (default per pair: sr 1500, restormer 1000)')
+    parser.add_argument('--iters', type=int, help='training iterations (default per pair: sr 700, restormer 500)')
     parser.add_argument('--batch', type=int)
     parser.add_argument('--patch', type=int, help='input patch (LR for SR)')
     parser.add_argument('--lr', type=float)
     parser.add_argument('--train-dirs', nargs='+', default=[str(SHARED / 'train' / 'T91'), str(SHARED / 'train' / 'BSD200')])
     parser.add_argument('--eval-root', default=str(SHARED / 'benchmark'), help='holds Set5/, Set14/, B100/')
     parser.add_argument('--sets', nargs='+', default=SETS)
+    parser.add_argument('--eval-crop', type=int, default=EVAL_CROP, help='restormer: central crop of the test images')
     parser.add_argument('--cache-dir', default='/tmp/agile_ir_quality_cache', help='degraded test images (restormer)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--report-only', action='store_true', help='rebuild the report from finished runs')
@@ -79,7 +82,8 @@ def _config(args, pair):
     for key in cfg:
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
-    return dict(cfg, scale=PAIRS[pair]['scale'], sets=list(args.sets))
+    cfg = dict(cfg, scale=PAIRS[pair]['scale'], sets=list(args.sets))
+    return dict(cfg, eval_crop=args.eval_crop) if cfg['scale'] == 1 else cfg
 
 
 def build(pair, model):
@@ -170,33 +174,45 @@ def batches(data, pair, cfg, seed):
         yield x.contiguous(), y.contiguous()
 
 
-def degraded_sets(eval_root, sets, cache_dir):
-    """Dataset dicts for ``evaluate`` at scale 1: the clean HR and its blurred + noisy 8-bit copy
-    (noise seeded by the file name), written once under ``cache_dir``."""
+def _write_png(path, img):
     import cv2
+    tmp = path.with_suffix('.tmp.png')
+    cv2.imwrite(str(tmp), img)
+    os.replace(tmp, path)
+
+
+def degraded_sets(eval_root, sets, cache_dir, crop=EVAL_CROP):
+    """Dataset dicts for ``evaluate`` at scale 1: the central ``crop`` x ``crop`` of each clean HR
+    image (whole when smaller; single-channel files stay so) and its blurred + noisy 8-bit copy
+    (blurred from the whole image, noise seeded by the file name), written once under ``cache_dir``."""
+    from agile_ir_plugin.evaluation.datasets import read_image
     out = []
     for name in sets:
-        hr_dir = Path(eval_root) / name / 'HR'
-        lr_dir = Path(cache_dir) / f'blur{BLUR_SIGMA}_noise{NOISE_SIGMA * 255:g}' / name
-        lr_dir.mkdir(parents=True, exist_ok=True)
-        for path in _images(hr_dir):
-            target = lr_dir / f'{path.stem}.png'
+        root = Path(cache_dir) / f'blur{BLUR_SIGMA}_noise{NOISE_SIGMA * 255:g}_crop{crop}' / name
+        (root / 'clean').mkdir(parents=True, exist_ok=True)
+        (root / 'degraded').mkdir(parents=True, exist_ok=True)
+        for path in _images(Path(eval_root) / name / 'HR'):
+            target = root / 'degraded' / f'{path.stem}.png'
             if target.exists():
                 continue
-            x = blur(_to_tensor(_read_rgb(path)).double())
+            bgr, gray = read_image(path)
+            h, w = bgr.shape[:2]
+            i, j = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            box = (slice(i, i + crop), slice(j, j + crop))
+            x = blur(_to_tensor(np.ascontiguousarray(bgr[..., ::-1])).double())[..., box[0], box[1]]
             gen = torch.Generator().manual_seed(zlib.crc32(path.stem.encode()))
             x = quantize(x + torch.randn(x.shape, generator=gen, dtype=torch.float64) * NOISE_SIGMA)
             img = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            tmp = target.with_suffix('.tmp.png')
-            cv2.imwrite(str(tmp), np.ascontiguousarray(img[..., ::-1]))
-            os.replace(tmp, target)
-        out.append({'name': name, 'hr': str(hr_dir), 'lr': str(lr_dir)})
+            clean = bgr[box]
+            _write_png(root / 'clean' / f'{path.stem}.png', np.ascontiguousarray(clean[..., 0] if gray else clean))
+            _write_png(target, np.ascontiguousarray(img[..., ::-1]))
+        out.append({'name': name, 'hr': str(root / 'clean'), 'lr': str(root / 'degraded')})
     return out
 
 
 def _eval_sets(pair, args):
     if PAIRS[pair]['scale'] == 1:
-        return degraded_sets(args['eval_root'], args['sets'], args['cache_dir'])
+        return degraded_sets(args['eval_root'], args['sets'], args['cache_dir'], args['eval_crop'])
     return [str(Path(args['eval_root']) / name) for name in args['sets']]
 
 
@@ -297,7 +313,9 @@ def markdown(rows, configs):
         spec = PAIRS[pair]
         lines += [f'## {pair}: ' + ' vs '.join(spec['models']), '',
                   f"Scale x{spec['scale']}, {cfg['iters']} iterations, batch {cfg['batch']}, input patch "
-                  f"{cfg['patch']}, Adam lr {cfg['lr']:g} (cosine to 1/100), L1; baseline: {spec['baseline']}. "
+                  f"{cfg['patch']}, Adam lr {cfg['lr']:g} (cosine to 1/100), L1; baseline: {spec['baseline']}"
+                  + (f"; blur sigma {BLUR_SIGMA} + noise sigma {NOISE_SIGMA * 255:g}/255, scored on the central "
+                     f"{cfg['eval_crop']}x{cfg['eval_crop']} crops" if 'eval_crop' in cfg else '') + ". "
                   f"Difference = model - {spec['reference']}, paired by seed.", '',
                   '| model | set | seeds | PSNR (mean +- std) | baseline | worst seed - baseline | difference (mean +- std) |',
                   '|---|---|---:|---:|---:|---:|---:|']
@@ -340,7 +358,7 @@ def main(args):
     runs_path = out_dir / 'quality_runs.json'
     runs = _load_runs(runs_path)
     common = dict(train_dirs=args.train_dirs, eval_root=args.eval_root, sets=args.sets, cache_dir=args.cache_dir,
-                  device=args.device)
+                  eval_crop=args.eval_crop, device=args.device)
     configs = {pair: _config(args, pair) for pair in args.pairs}
     jobs = []
     for seed in args.seeds:          # seed-major: every model of a seed before the next seed
@@ -350,7 +368,7 @@ def main(args):
                 if not (done and done['config'] == configs[pair]) and not args.report_only:
                     jobs.append(dict(common, pair=pair, model=model, seed=seed, config=configs[pair]))
     if jobs and any(PAIRS[p]['scale'] == 1 for p in args.pairs):
-        degraded_sets(args.eval_root, args.sets, args.cache_dir)  # once, before the workers read them
+        degraded_sets(args.eval_root, args.sets, args.cache_dir, args.eval_crop)  # once, before the workers read them
 
     def finished(result):
         if 'error' in result:
