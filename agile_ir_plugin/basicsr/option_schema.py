@@ -18,7 +18,7 @@ SCHEMA = {
             'find_unused_parameters'},
     # basicsr/data/*.py (every dataset class) and basicsr/data/__init__.py (the dataloader)
     'dataset': {'name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', 'dataroot_flow', 'meta_info_file',
-                'filename_tmpl', 'io_backend', 'gt_size', 'use_hflip', 'use_rot', 'use_shuffle', 'mean', 'std',
+                'filename_tmpl', 'io_backend', 'gt_size', 'use_hflip', 'use_rot', 'mean', 'std',
                 'color', 'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode',
                 'num_prefetch_queue', 'pin_memory', 'persistent_workers', 'cache_data', 'num_frame',
                 'interval_list', 'random_reverse', 'val_partition', 'test_mode', 'padding', 'flip_sequence',
@@ -28,10 +28,10 @@ SCHEMA = {
     'io_backend': {'type', 'db_paths', 'client_keys'},
     # BaseModel.load_network / resume (suffix _g, _d, ... per network)
     'path': {'resume_state', 'experiments_root', 'models', 'training_states', 'log', 'visualization',
-             'results_root', 'root', 'ignore_resume_networks'},
+             'results_root', 'ignore_resume_networks'},
     'path_prefixes': {'pretrain_network_', 'strict_load_', 'param_key_'},
     'train': {'total_iter', 'warmup_iter', 'ema_decay', 'scheduler', 'net_d_iters', 'net_d_init_iters',
-              'use_grad_clip', 'fix_flow', 'flow_lr_mul', 'dcn_lr_mul', 'tsa_iter', 'gan_gt_usm', 'l1_gt_usm',
+              'fix_flow', 'flow_lr_mul', 'dcn_lr_mul', 'tsa_iter', 'gan_gt_usm', 'l1_gt_usm',
               'percep_gt_usm', 'r1_reg_weight', 'path_reg_weight', 'net_g_reg_every', 'net_d_reg_every',
               'mixing_prob', 'path_batch_shrink'},
     'train_suffixes': {'_opt'},  # pixel_opt, perceptual_opt, gan_opt, ...: typed loss sections
@@ -39,7 +39,6 @@ SCHEMA = {
     'val': {'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'window_size', 'num_val_samples'},
     'logger': {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'},
     'wandb': {'project', 'resume_id'},
-    'dist_params': {'backend', 'port', 'init_method', 'timeout'},
 }
 
 # this plugin's additions (each read by the module named)
@@ -56,7 +55,15 @@ PLUGIN = {
               'grad_clip_norm', 'use_grad_clip'},  # models/image_restoration_model.py
     'val': set(),
     'logger': set(),
+    # compat.init_dist pops these; the rest of dist_params goes to torch.distributed.init_process_group,
+    # whose keyword arguments the preflight reads from its signature
+    'dist_params': {'backend', 'port'},
 }
+
+
+# keys BasicSR's own option templates carry but BasicSR 1.4.2 no longer reads: accepted without a word
+# (use_shuffle: the EnlargedSampler shuffles every training set)
+LEGACY = {'dataset': {'use_shuffle'}}
 
 
 def declare(section, *keys):
@@ -65,4 +72,4 @@ def declare(section, *keys):
 
 
 def valid_keys(section):
-    return SCHEMA.get(section, set()) | PLUGIN.get(section, set())
+    return SCHEMA.get(section, set()) | PLUGIN.get(section, set()) | LEGACY.get(section, set())

@@ -67,6 +67,11 @@ def _registry_get(registry, name):
 # ---------------------------------------------------------------------------------------------
 # Option keys and values
 # ---------------------------------------------------------------------------------------------
+def _init_process_group():
+    import torch.distributed
+    return torch.distributed.init_process_group
+
+
 def check_keys(opt, f):
     from basicsr.utils.registry import LOSS_REGISTRY, METRIC_REGISTRY
     nets = [k[len('network_'):] for k in opt if k.startswith('network_')]
@@ -77,9 +82,10 @@ def check_keys(opt, f):
             if isinstance(ds.get('io_backend'), dict):
                 _check_section(f, f'datasets.{phase}.io_backend.', ds['io_backend'], valid_keys('io_backend'))
     per_net = {p + n for p in valid_keys('path_prefixes') for n in nets}  # pretrain_network_g, ...
+    extra = {'path': per_net, 'dist_params': _signature(_init_process_group())[0]}
     for section in ('path', 'val', 'logger', 'dist_params'):
         if isinstance(opt.get(section), dict):
-            _check_section(f, f'{section}.', opt[section], valid_keys(section) | (per_net if section == 'path' else set()))
+            _check_section(f, f'{section}.', opt[section], valid_keys(section) | extra.get(section, set()))
     if isinstance((opt.get('logger') or {}).get('wandb'), dict):
         _check_section(f, 'logger.wandb.', opt['logger']['wandb'], valid_keys('wandb'))
     train = opt.get('train') if isinstance(opt.get('train'), dict) else {}
