@@ -158,7 +158,10 @@ def models_from_options(path, args):
     pad = {'SwinIRModel': net.get('window_size'),
            'ImageRestorationModel': (opt.get('val') or {}).get('window_size')}.get(opt.get('model_type'))
     extra['pad_multiple'] = int(pad or 1)
-    crop = (((opt.get('val') or {}).get('metrics') or {}).get('psnr') or {}).get('crop_border')
+    psnr_opt = ((opt.get('val') or {}).get('metrics') or {}).get('psnr') or {}
+    if psnr_opt:  # BasicSR's calculate_psnr defaults to test_y_channel=False
+        extra['y_channel'] = bool(psnr_opt.get('test_y_channel', False))
+    crop = psnr_opt.get('crop_border')
     if crop is not None and args.crop_border is None:
         extra['crop_border'] = crop
     scale = opt.get('scale', 4)
@@ -190,8 +193,9 @@ def with_bicubic(specs):
         group = groups.setdefault(key, dict(name='bicubic', arch='bicubic', kwargs={}, ckpt=None, param_key=None,
                                             strict=True, scales=[], datasets=spec['datasets'], extra={}))
         group['scales'] += [s for s in spec['scales'] if s not in group['scales']]
-        if 'crop_border' in spec['extra']:
-            group['extra']['crop_border'] = spec['extra']['crop_border']
+        for key in ('crop_border', 'y_channel'):  # scored as the models it sits beside
+            if key in spec['extra']:
+                group['extra'][key] = spec['extra'][key]
     return list(groups.values()) + specs
 
 

@@ -46,7 +46,7 @@ def _sync(device):
 def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=None, tile=None, tile_overlap=32,
              tile_blend=None, pad_multiple=None, self_ensemble=False, metrics=('psnr', 'ssim'), crop_border=None,
              save_dir=None, lpips_net='alex', lpips_weights=None, efficiency=False, efficiency_options=None,
-             name=None, progress=True, generate_lr=True, convention='basicsr', on_image=None):
+             name=None, progress=True, generate_lr=True, convention='basicsr', on_image=None, y_channel=True):
     """Score ``model`` on ``datasets`` at ``scale`` (int or list of ints); returns a list of row dicts.
 
     datasets: names resolved under ``root`` (see ``datasets.resolve_dataset`` for the layouts),
@@ -60,6 +60,8 @@ def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=No
     efficiency: add params / MACs / latency / memory (``efficiency.measure``, options in
         ``efficiency_options``) to the rows of each scale.
     convention: ``'basicsr'`` (BasicSR's test pipeline, default) or ``'matlab'`` (``metrics.CONVENTIONS``).
+    y_channel: False scores ``psnr``/``ssim`` on RGB (BasicSR's ``test_y_channel: false``); the row's
+        ``channel`` says which.
     on_image: called as ``on_image(dataset_name, scale, hr_path, sr_img, gt_img, scores)`` for every
         image (8-bit BGR images, mod-cropped; ``scores``: that image's metrics), e.g. for pictures.
     """
@@ -95,8 +97,9 @@ def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=No
             if dataset.lr_generated:
                 logger.warning('%s x%d: %s', dataset.name, s, dataset.lr_source)
             row = _evaluate_dataset(predictor, dataset, s, border, metrics, lpips_metric, device, save_dir, progress,
-                                    model_name, convention, on_image)
-            row.update(model=model_name, convention=convention, pad_multiple=predictor.multiple, tile=tile,
+                                    model_name, convention, on_image, y_channel)
+            row.update(model=model_name, convention=convention, channel='Y' if y_channel else 'RGB',
+                       pad_multiple=predictor.multiple, tile=tile,
                        self_ensemble=self_ensemble, device=str(device))
             row.update(eff)
             rows.append(row)
@@ -104,7 +107,7 @@ def evaluate(model, datasets=DEFAULT_DATASETS[:3], scale=4, root=None, device=No
 
 
 def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, device, save_dir, progress, model_name,
-                      convention, on_image):
+                      convention, on_image, y_channel):
     sums = {m: 0.0 for m in metrics if m != 'lpips'}
     lpips_sum = 0.0
     time_model = time_metric = 0.0
@@ -126,7 +129,7 @@ def _evaluate_dataset(predictor, dataset, scale, border, metrics, lpips_metric, 
         time_model += time.perf_counter() - start
         start = time.perf_counter()
         sr_img = to_uint8(sr)
-        scores = quality(sr_img, gt_img, border, metrics, gray=gray)
+        scores = quality(sr_img, gt_img, border, metrics, gray=gray, y_channel=y_channel)
         for key, value in scores.items():
             sums[key] += value
         if lpips_metric is not None and lpips_metric.available:

@@ -59,9 +59,11 @@ def to_uint8(tensor):
     return np.ascontiguousarray(img.flip(0).permute(1, 2, 0).cpu().numpy())
 
 
-def quality(sr, gt, crop_border, metrics=('psnr', 'ssim'), gray=False):
+def quality(sr, gt, crop_border, metrics=('psnr', 'ssim'), gray=False, y_channel=True):
     """PSNR/SSIM (Y and/or RGB) of two 8-bit BGR images with BasicSR's ``calculate_psnr`` /
-    ``calculate_ssim``; ``gray``: the ground truth is single-channel (scored on its gray level).
+    ``calculate_ssim``; ``gray``: the ground truth is single-channel (scored on its gray level);
+    ``y_channel=False``: ``psnr``/``ssim`` on the three channels too (BasicSR's ``test_y_channel: false``,
+    e.g. Restormer's deblurring tables).
 
     The Y channel is computed once per image with BasicSR's ``to_y_channel`` (exactly what
     ``test_y_channel=True`` does inside each function, a per-pixel map, so cropping before or after
@@ -72,7 +74,7 @@ def quality(sr, gt, crop_border, metrics=('psnr', 'ssim'), gray=False):
         if name == 'lpips':
             continue
         fn = calculate_psnr if name.startswith('psnr') else calculate_ssim
-        if name.endswith('_rgb'):
+        if name.endswith('_rgb') or not y_channel:
             a, b = sr, gt
         else:
             if luma is None:

@@ -10,8 +10,9 @@ import json
 import math
 from pathlib import Path
 
-CONVENTIONS = ('PSNR (dB) / SSIM on the Y channel (MATLAB rgb2ycbcr) of 8-bit outputs, border of `scale` pixels '
-               'cropped, HR mod-cropped to the scale; BasicSR `calculate_psnr`/`calculate_ssim`.')
+CONVENTIONS = ('PSNR (dB) / SSIM on the Y channel (MATLAB rgb2ycbcr; RGB where the heading says so) of 8-bit '
+               'outputs, border of `scale` pixels cropped, HR mod-cropped to the scale; BasicSR '
+               '`calculate_psnr`/`calculate_ssim`.')
 
 
 def convention_line(rows):
@@ -134,7 +135,10 @@ def markdown(rows, meta=None):
     if spectral:
         parts += [SPECTRAL_CONVENTIONS, '### MRAE / RMSE / PSNR', _spectral_table(rows)]
     else:
-        parts += [CONVENTIONS + '  \n' + convention_line(rows), '### PSNR / SSIM (Y)', _paper_table(rows),
+        rgb = list(dict.fromkeys(r['model'] for r in rows if r.get('channel') == 'RGB'))
+        channel = ('RGB' if len(rgb) == len({r['model'] for r in rows}) else
+                   f'Y; RGB for {", ".join(rgb)}') if rgb else 'Y'
+        parts += [CONVENTIONS + '  \n' + convention_line(rows), f'### PSNR / SSIM ({channel})', _paper_table(rows),
                   '### All rows', _rows_table(rows)]
     eff = _efficiency_table(rows, spectral)
     if eff:

@@ -174,3 +174,35 @@ def test_rows_equal_basicsr_pipeline_on_set5_set14_b100(shared_data, one_thread)
             ref = _basicsr_validation(net, scale, shared_data / 'benchmark' / name, name)
             assert ours[name]['psnr'] == pytest.approx(ref['psnr'], abs=0.005), (name, scale)
             assert ours[name]['ssim'] == pytest.approx(ref['ssim'], abs=0.0005), (name, scale)
+
+
+def test_test_py_and_leaderboard_agree_on_rgb_metrics(sr_pairs, tmp_path, monkeypatch):
+    """An options file scoring RGB (``test_y_channel: false``, as Restormer's deblurring tables):
+    the leaderboard follows it (it used to score Y whatever the options said)."""
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+
+    from agile_ir_plugin.basicsr.tester import test_pipeline
+    from agile_ir_plugin.cli.leaderboard import main as leaderboard
+    root = sr_pairs(2, n=2, name='Tiny')
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2)
+    torch.save({'params': net.state_dict()}, tmp_path / 'vgg.pth')
+    metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False},
+               'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': False}}
+    opt = {'name': 'rgb', 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 0,
+           'datasets': {'test_1': {'name': 'Tiny', 'type': 'PairedImageDataset', 'dataroot_gt': str(root / 'HR'),
+                                   'dataroot_lq': str(root / 'LR_bicubic' / 'X2'), 'filename_tmpl': '{}x2',
+                                   'io_backend': {'type': 'disk'}}},
+           'network_g': {'type': 'SRVGGNetCompact', 'num_feat': 8, 'num_conv': 2, 'upscale': 2},
+           'path': {'pretrain_network_g': str(tmp_path / 'vgg.pth'), 'param_key_g': 'params', 'strict_load_g': True},
+           'val': {'save_img': False, 'metrics': metrics}}
+    options = dump_yaml(opt, tmp_path / 'rgb.yml')
+    monkeypatch.chdir(tmp_path)
+    basicsr = test_pipeline(str(tmp_path), ['-opt', str(options)]).metric_results
+    out = tmp_path / 'board'
+    assert leaderboard(['-opt', str(options), '--out', str(out), '--no-progress']) == 0
+    bicubic, row = json.loads((out / 'leaderboard.json').read_text())['rows']
+    assert row['channel'] == 'RGB' and bicubic['channel'] == 'RGB'
+    assert row['psnr'] == pytest.approx(basicsr['psnr'], abs=0.005)
+    assert row['ssim'] == pytest.approx(basicsr['ssim'], abs=0.0005)
+    assert '### PSNR / SSIM (RGB)' in (out / 'leaderboard.md').read_text()
