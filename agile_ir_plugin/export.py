@@ -133,17 +133,16 @@ def export_onnx(model, path, example_input, opset=DEFAULT_OPSET, dynamic_hw=True
 def _export(model, x, path, opset, dynamic_hw, dynamic_batch, dynamo):
     axes = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
     kwargs = dict(opset_version=opset, input_names=['input'], output_names=['output'])
+    names = {0: 'batch', 2: 'height', 3: 'width'}  # the graph's axis names (torch.export's own: s77, s53)
     if dynamo:
         try:
             import onnxscript  # noqa: F401
         except ImportError:
             raise ExportError('the torch.export ONNX exporter needs onnxscript: pip install onnxscript') from None
-        from torch.export import Dim
         big = sum(p.numel() * p.element_size() for p in model.parameters()) > 2 ** 30
-        kwargs.update(dynamo=True, external_data=big, dynamic_shapes=({a: Dim.DYNAMIC for a in axes},),
+        kwargs.update(dynamo=True, external_data=big, dynamic_shapes=({a: names[a] for a in axes},),
                       verbose=False)
     else:
-        names = {0: 'batch', 2: 'height', 3: 'width'}
         kwargs.update(dynamo=False, dynamic_axes={'input': {a: names[a] for a in axes},
                                                   'output': {a: 'out_' + names[a] for a in axes}})
     try:

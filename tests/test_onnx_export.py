@@ -129,8 +129,12 @@ def test_dynamic_batch_of_a_small_net(tmp_path):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.GELU(), torch.nn.PixelShuffle(2))
     path = tmp_path / 'net.onnx'
     assert export_onnx(model, path, torch.rand(1, 3, 9, 10)) <= ATOL
-    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    graph = onnx.load(str(path)).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
     assert [d.HasField('dim_param') for d in dims] == [True, False, True, True]
+    # named axes (torch.export's own names were s77, s53, ...)
+    assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
+    assert [d.dim_param for d in graph.output[0].type.tensor_type.shape.dim] == ['batch', '', '2*height', '2*width']
     assert _ort_vs_torch(path, model, torch.rand(3, 3, 26, 13), 2) <= ATOL
 
 
