@@ -189,6 +189,9 @@ def _mstpp_candidates(sd):
             [2.0, 1.0, 4.0, 8 / 3, 1.6], [True, False], [16, 8, 4]):
         yield dict(base, attn='glmha', glmha_reduction=reduction, glmha_calibration=calibration,
                    glmha_calib_reduction=calib_reduction)
+    for calibration, calib_reduction in itertools.product([True, False], [16, 8, 4]):  # GLMHA at some levels only
+        yield dict(base, attn='glmha', glmha_preset='paper', glmha_calibration=calibration,
+                   glmha_calib_reduction=calib_reduction)
 
 
 # arch id -> (class name, detect, candidates, purpose)

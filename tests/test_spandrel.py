@@ -28,6 +28,8 @@ CASES = {
                              'agile_ir.RestormerGLMHA', 1, 3, 'official'),
     'MSTPlusPlus': (lambda: MSTPlusPlus(n_feat=31, stage=1), 'agile_ir.MSTPlusPlus', 1, 3, 'official'),
     'MSTPlusPlus_GLMHA': (lambda: MSTPlusPlus(n_feat=31, stage=1, attn='glmha'), 'agile_ir.MSTPlusPlus', 1, 3, 'basicsr'),
+    'MSTPlusPlus_GLMHA_paper': (lambda: MSTPlusPlus(n_feat=31, stage=1, attn='glmha', glmha_preset='paper'),
+                                'agile_ir.MSTPlusPlus', 1, 3, 'bare'),
 }
 
 

@@ -69,6 +69,28 @@ against plain CSA (MDTA / S-MSA): ``N [4 C^2 + 2 C c + 27 d C + 18 p C]`` MACs a
 ``4 C^2 + 27 d C + h + 18 p C`` parameters.  Both fall linearly with the rank; with identity
 calibration and r = c, GLMHA computes exactly CSA (tested), loading the CSA's qkv/out weights.
 ``GLMHA.macs(H, W)`` and ``GLMHA.num_params_formula()`` return the formulas for one instance.
+
+*Presets* (``glmha_preset=`` on the hosts, table ``PRESETS``).  The paper's headline is "up to
+7.7 GFLOPs reduction with 370K fewer parameters"; we read its FLOPs as MACs, as most restoration papers
+count them (their "FLOPs" come from MAC counters such as thop / ptflops).  Measured at 256x256 with
+``torch.utils.flop_counter`` (MACs = flops / 2):
+
+* ``'default'`` — GLMHA in every block at rank c/2.  Restormer: 154.9 -> 128.3 GMACs, 26.13M ->
+  24.61M params, i.e. 26.6 GMACs and 1.51M params saved, 3.5x and 4x the paper's headline.
+* ``'paper'`` — the paper's budget.  Restormer: GLMHA only at levels 2 and 3 (the 24 blocks with
+  96 and 192 channels, ranks 18 and 30 of 48), MDTA kept at level 1 (where the MACs are) and
+  level 4 (where the parameters are): 7.79 GMACs (+1.2 %) and 380,784 params (+2.9 %) saved.
+  The two levels are the ones whose MAC / parameter ratio lets one preset hit both numbers.
+  MST++: its 15 S-MSAs hold only ~5.4 GMACs and ~0.32M params, below the headline, so its
+  ``'paper'`` preset applies Restormer's rule instead: S-MSA kept at the finest and coarsest
+  level, GLMHA at the middle level (62 channels) at rank c/2 = 16 of 31: 0.83 GMACs (15 % of the
+  S-MSA MACs; Restormer's preset: 13.5 % of its MDTA MACs) and 12,600 params saved.
+
+The constructors' default is still rank c/2 everywhere (``glmha_preset=None`` equals
+``'default'``): checkpoints and options written so far keep loading.  Which one to train: the
+quality proxy (``python tools/benchmark.py quality``, docs/benchmarks.md) trains Restormer,
+Restormer+GLMHA 'paper' and 'default' identically with 3 seeds; its small-scale result is
+quoted there and in the README.
 """
 
 import torch
