@@ -246,6 +246,9 @@ def run_job(job):
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if len(losses) % 100 == 0:
+            print(f"  {job['model']} seed {seed}: iteration {len(losses)}/{cfg['iters']}, L1 {sum(losses[-100:]) / 100:.4f}, "
+                  f'{time.perf_counter() - start:.0f} s', flush=True)
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f'{job["model"]} seed {seed}: loss became {losses[-1]} at iteration {len(losses)}')
     train_s = time.perf_counter() - start
