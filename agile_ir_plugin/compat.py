@@ -364,7 +364,52 @@ def fix_mmengine_torch_load():
     mmengine_checkpoint.load_from_local = load_from_local
 
 
-MMAGIC_FIXES = ('numpy_bool8', 'mmcv_ext_placeholder', 'mmengine_checkpoint_weights_only')  # FIXES names
+# ---------------------------------------------------------------------------------------------
+# M4. mediapipe >= 0.10.30 has no `mediapipe.solutions`, which controlnet_aux 0.0.10 reads at import
+#     (controlnet_aux/mediapipe_face/mediapipe_face_common.py), and `mmagic.apis` imports
+#     controlnet_aux for its ControlNet animation inferencer.
+#     Prevents: AttributeError: module 'mediapipe' has no attribute 'solutions' on
+#     `from mmagic.apis import MMagicInferencer` (and every MMagic inferencer).  No pin fixes it: the
+#     mediapipe releases that have `solutions` need numpy < 2.  controlnet_aux guards its own
+#     `import mediapipe` (ImportError -> face detector disabled), so it is imported once with mediapipe
+#     hidden; mediapipe itself is untouched for everyone else.  Only its MediapipeFaceDetector is lost,
+#     which this mediapipe could not run anyway.
+# ---------------------------------------------------------------------------------------------
+def _mediapipe_lacks_solutions():
+    from pathlib import Path
+    try:
+        spec = importlib.util.find_spec('mediapipe')
+    except (ImportError, ValueError):
+        return False
+    if spec is None or spec.origin is None:
+        return False
+    return not (Path(spec.origin).parent / 'python' / 'solutions').is_dir()
+
+
+def fix_controlnet_aux_mediapipe():
+    try:
+        if 'controlnet_aux' in sys.modules or importlib.util.find_spec('controlnet_aux') is None:
+            return
+    except (ImportError, ValueError):
+        return
+    if not _mediapipe_lacks_solutions() or not _once('controlnet_aux_without_mediapipe_solutions'):
+        return
+    import warnings
+    saved = sys.modules.get('mediapipe')
+    sys.modules['mediapipe'] = None  # `import mediapipe` raises ImportError inside this block only
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # "The module 'mediapipe' is not installed" and friends
+            import controlnet_aux  # noqa: F401
+    finally:
+        if saved is None:
+            del sys.modules['mediapipe']
+        else:
+            sys.modules['mediapipe'] = saved
+
+
+MMAGIC_FIXES = ('numpy_bool8', 'mmcv_ext_placeholder', 'mmengine_checkpoint_weights_only',
+                'controlnet_aux_without_mediapipe_solutions')  # FIXES names
 
 
 def apply_mmagic_fixes():
@@ -372,4 +417,5 @@ def apply_mmagic_fixes():
     fix_numpy_bool8()
     fix_mmcv_ext()
     fix_mmengine_torch_load()
+    fix_controlnet_aux_mediapipe()
 # ============================== end of the MMagic section =====================================

@@ -10,7 +10,8 @@ def run(kind, argv):
         import mmengine  # noqa: F401
     except ImportError as err:
         raise SystemExit(f'error: {argv[0]} is an MMagic config, but MMagic is not installed ({err}). '
-                         'Install the extra: pip install -c constraints.txt -e ".[mmagic]"') from None
+                         'Install the extra: pip install "agile_ir_plugin[mmagic]" '
+                         '(in a checkout: pip install -c constraints.txt -e ".[mmagic]")') from None
     from .mmagic import runner
     main = runner.train_main if kind == 'train' else runner.test_main
     return main(argv)

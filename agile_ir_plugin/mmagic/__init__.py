@@ -19,7 +19,7 @@ Names.  Each arch is registered twice:
 """
 from .. import compat as _compat
 
-INSTALL_HINT = 'pip install -c constraints.txt -e ".[mmagic]"'
+INSTALL_HINT = 'pip install "agile_ir_plugin[mmagic]" (in a checkout: pip install -c constraints.txt -e ".[mmagic]")'
 
 
 class MMagicNotInstalledError(ImportError):

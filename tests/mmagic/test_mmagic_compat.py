@@ -116,8 +116,16 @@ def _torch_load_weights_only_by_default():
     return False
 
 
+def _controlnet_aux_breaks_on_mediapipe():
+    import importlib.util
+
+    from agile_ir_plugin.compat import _mediapipe_lacks_solutions
+    return importlib.util.find_spec('controlnet_aux') is not None and _mediapipe_lacks_solutions()
+
+
 NEEDED = {'numpy_bool8': not _numpy_has_bool8(), 'mmcv_ext_placeholder': not _full_mmcv(),
-          'mmengine_checkpoint_weights_only': _torch_load_weights_only_by_default()}
+          'mmengine_checkpoint_weights_only': _torch_load_weights_only_by_default(),
+          'controlnet_aux_without_mediapipe_solutions': _controlnet_aux_breaks_on_mediapipe()}
 
 
 @pytest.fixture(scope='module')
