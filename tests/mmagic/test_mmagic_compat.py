@@ -75,6 +75,12 @@ try:
 except pickle.UnpicklingError as err:
     out['foreign'] = str(err)
 
+# M4: MMagic's inferencers import (controlnet_aux without mediapipe.solutions); mediapipe itself untouched
+compat.fix_controlnet_aux_mediapipe(); compat.fix_controlnet_aux_mediapipe()
+import sys
+from mmagic.apis import MMagicInferencer
+out['mediapipe_kept'] = sys.modules.get('mediapipe', 'absent') is not None
+
 # all of them: once each, idempotent, and every MMagic editor imports
 before = list(compat.FIXES)
 compat.apply_mmagic_fixes()
