@@ -45,6 +45,13 @@ def clean_message(err):
     return ' '.join(_ANSI.sub('', str(err)).split())
 
 
+def first_sentence(err):
+    """The first whole sentence of ``clean_message(err)``, without its full stop (never cut inside it)."""
+    text = clean_message(err)
+    match = re.match(r'(.+?[.!?])(?:\s|$)', text)
+    return (match.group(1) if match else text).rstrip('.')
+
+
 def listed(items, limit=MAX_LISTED):
     """``'a', 'b', 'c' ... (12 in all)``: a few names and the count."""
     items = list(items)
@@ -117,7 +124,7 @@ def load_checkpoint(path, map_location='cpu', allow_pickle=None):
                 f'(or pass allow_pickle=True), or re-save its tensors with torch.save.') from None
         size = os.path.getsize(path)
         raise CheckpointError(f'{path} is truncated or corrupt and cannot be loaded ({size} bytes; '
-                              f'{type(err).__name__}: {clean_message(err)[:200]}).') from None
+                              f'{type(err).__name__}: {first_sentence(err)}).') from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,8 +73,11 @@ def test_missing_truncated_or_garbage_files(tmp_path, content):
         path.write_bytes(path.read_bytes()[:200])  # truncated zip
     else:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+    with pytest.raises(CheckpointError, match='truncated or corrupt') as exc:
         load_checkpoint(path)
+    _assert_one_clean_sentence(str(exc.value))
+    if content is None:  # torch's own words, whole: "... failed finding central directory"
+        assert 'central directory).' in str(exc.value), str(exc.value)
     with pytest.raises(CheckpointError, match='not found'):
         load_checkpoint(tmp_path / 'nope.pth')
 
