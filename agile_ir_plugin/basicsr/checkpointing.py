@@ -71,8 +71,9 @@ class CheckpointWriter:
 
     @contextlib.contextmanager
     def checkpoint(self, current_iter, extra=None):
-        """Stage everything written inside the block; on success publish it and yield nothing more.
-        Returns (via ``self.published``) the paths published, weights first."""
+        """One save: every ``write`` inside the block is staged and verified; when the block ends
+        without error the files are published (``self.published``: their paths, weights first) and
+        the staging folder removed.  Any error removes the staging folder and propagates."""
         tag = 'latest' if current_iter == -1 else current_iter
         stage = osp.join(self.root, f'.saving_{tag}')
         shutil.rmtree(stage, ignore_errors=True)

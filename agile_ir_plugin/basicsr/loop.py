@@ -26,7 +26,7 @@ from .data_order import create_train_val_dataloader, get_rng_states, make_prefet
 from .faults import FaultInjector
 from .guards import GuardedSteps, StepGuard, StopRequest
 from .precision import build_precision
-from .progress import Progress
+from .progress import Progress, run_log_file
 from .report import COMPARISON_FILE, CURVE_FILE, bicubic_metrics, log_summary, write_comparison, write_curve
 from .preflight import InputError, run_preflight
 
@@ -183,16 +183,17 @@ def _train(root_path, argv, stop, start_fresh, faults):
     make_experiment(opt, args, resume_path, resume_state, notes)
     log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
-    logger.info(get_env_info())
-    logger.info(dict2str(opt))
-    for level, note in notes:
-        getattr(logger, level)(note)
-    tb_logger = init_tb_loggers(opt, logger)
-    try:
-        return _run(opt, resume_state, stop, faults, logger, tb_logger)
-    finally:
-        if tb_logger:
-            tb_logger.close()
+    with run_log_file(logger, log_file, opt['rank']):
+        logger.info(get_env_info())
+        logger.info(dict2str(opt))
+        for level, note in notes:
+            getattr(logger, level)(note)
+        tb_logger = init_tb_loggers(opt, logger)
+        try:
+            return _run(opt, resume_state, stop, faults, logger, tb_logger)
+        finally:
+            if tb_logger:
+                tb_logger.close()
 
 
 def _run(opt, resume_state, stop, faults, logger, tb_logger):

@@ -11,8 +11,33 @@ validation's metrics for the closing summary and the curve plot.
 """
 import contextlib
 import datetime
+import os
 import sys
 import time
+
+
+@contextlib.contextmanager
+def run_log_file(logger, log_file, rank):
+    """This run's log file on BasicSR's logger, also when the process set that logger up before
+    (BasicSR's ``get_root_logger`` configures it once per process: a second in-process run would
+    log INFO nowhere, or into the first run's file).  Removed again at the end of the run."""
+    import logging
+    path = os.path.abspath(log_file)
+    ours = None
+    if rank == 0 and not any(getattr(h, 'baseFilename', None) == path for h in logger.handlers):
+        ours = logging.FileHandler(path, 'w')
+        ours.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        logger.addHandler(ours)
+    level = logger.level
+    if rank == 0 and logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield logger
+    finally:
+        if ours is not None:
+            logger.removeHandler(ours)
+            ours.close()
+        logger.setLevel(level)
 
 
 class History:
