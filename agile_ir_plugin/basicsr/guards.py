@@ -56,12 +56,17 @@ class StopRequest:
         """In DDP every rank must stop at the same iteration: any rank's request stops all."""
         if not opt['dist']:
             return self.requested
-        import torch.distributed as dist
-        flag = torch.tensor([1.0 if self.requested else 0.0])
-        if dist.get_backend() == 'nccl':
-            flag = flag.cuda()
-        dist.all_reduce(flag)
-        return flag.item() > 0
+        return any_rank(self.requested)
+
+
+def any_rank(flag):
+    """True on every rank when ``flag`` is true on any (a collective: every rank must call it)."""
+    import torch.distributed as dist
+    value = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == 'nccl':
+        value = value.cuda()
+    dist.all_reduce(value)
+    return value.item() > 0
 
 
 def _all_finite(tensors):

@@ -21,10 +21,11 @@ from os import path as osp
 
 import torch
 
-from .checkpointing import STATE_KEY, CheckpointWriter, VerifiedSaves, find_resume_state, remove_stale_staging
+from .checkpointing import (STATE_KEY, CheckpointWriter, CheckpointWriteError, VerifiedSaves, find_resume_state,
+                            remove_stale_staging)
 from .data_order import create_train_val_dataloader, get_rng_states, make_prefetcher, set_rng_states
 from .faults import FaultInjector
-from .guards import GuardedSteps, StepGuard, StopRequest
+from .guards import GuardedSteps, StepGuard, StopRequest, any_rank
 from .precision import build_precision
 from .progress import Progress, run_log_file
 from .report import COMPARISON_FILE, CURVE_FILE, bicubic_metrics, log_summary, write_comparison, write_curve
@@ -110,13 +111,22 @@ def init_tb_loggers(opt, logger):
 
 
 def save_checkpoint(model, writer, opt, epoch, current_iter, extra, logger):
-    """``model.save`` through the writer (rank 0 only, as BasicSR's ``master_only`` saves)."""
-    if opt['rank'] != 0:
-        return
-    with writer.checkpoint(current_iter, extra):
-        model.save(epoch, current_iter)
-    tag = 'latest' if current_iter == -1 else current_iter
-    logger.info(f'Saved checkpoint of iter {tag}: {" + ".join(osp.basename(p) for p in writer.published)}')
+    """``model.save`` through the writer on rank 0 (as BasicSR's ``master_only`` saves); in DDP every
+    rank learns whether it worked, so a failed save stops all ranks instead of leaving them waiting."""
+    error = None
+    if opt['rank'] == 0:
+        try:
+            with writer.checkpoint(current_iter, extra):
+                model.save(epoch, current_iter)
+        except CheckpointWriteError as err:
+            error = err
+    if opt['dist'] and any_rank(error is not None) and error is None:
+        error = CheckpointWriteError(f'rank 0 could not save the checkpoint of iter {current_iter}; stopping.')
+    if error is not None:
+        raise error
+    if opt['rank'] == 0:
+        tag = 'latest' if current_iter == -1 else current_iter
+        logger.info(f'Saved checkpoint of iter {tag}: {" + ".join(osp.basename(p) for p in writer.published)}')
 
 
 def validate(model, val_loaders, current_iter, tb_logger, opt, progress):
