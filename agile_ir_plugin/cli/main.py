@@ -72,7 +72,7 @@ def template_main(argv):
     name = args.name if args.name in names else next((n for n in names if Path(n).name == args.name), None)
     if name is None:
         raise SystemExit(f'error: no shipped template {args.name!r}; `agile-ir template` lists them '
-                         f'(e.g. options/train_esc_x4.yml, configs/esc/esc_x4_div2k.py).')
+                         f'(e.g. options/train_esc_x4.yml, configs/esc/esc_x4c64b5_4xb16-500k_div2k.py).')
     dest = Path(args.dest or '.')
     if dest.is_dir():
         dest = dest / Path(name).name

@@ -2,7 +2,7 @@
 """Test with BasicSR test options or an MMagic config.
 
     python tools/test.py -opt options/test_esc_x4.yml [--launcher ...]
-    python tools/test.py configs/esc/esc_x4_div2k.py CHECKPOINT [--work-dir DIR]     (MMagic)
+    python tools/test.py configs/esc/esc_x4c64b5_4xb16-500k_div2k.py CHECKPOINT [--work-dir DIR]     (MMagic)
 
 Results are written under ./results/<name> (the current directory).  Bad options, data or
 checkpoints end the run before anything is written: one ``error: ...`` line per problem, exit 1.

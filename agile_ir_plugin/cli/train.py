@@ -3,7 +3,7 @@
 
     python tools/train.py -opt options/train_esc_x4.yml [--launcher none|pytorch|slurm] [--auto_resume]
                           [--start_fresh] [--debug] [--force_yml train:ema_decay=0.999]
-    python tools/train.py configs/esc/esc_x4_div2k.py [--work-dir DIR] [--resume] ...   (MMagic)
+    python tools/train.py configs/esc/esc_x4c64b5_4xb16-500k_div2k.py [--work-dir DIR] [--resume] ...   (MMagic)
     torchrun --nproc_per_node=4 tools/train.py -opt options/train_esc_x4.yml --launcher pytorch
 
 Experiments are written under ./experiments/<name> (the current directory).  Bad options, data

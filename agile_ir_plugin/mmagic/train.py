@@ -5,7 +5,7 @@ MMagic's own ``tools/train.py`` (and ``dist_train.sh``) imports MMagic before a 
 This entry point mirrors it (same flags: ``--work-dir``, ``--resume``, ``--amp``, ``--auto-scale-lr``,
 ``--cfg-options``, ``--launcher``, ``--local-rank``) after the fixes and our registration:
 
-    python -m agile_ir_plugin.mmagic.train configs/esc/esc_x4_div2k.py --work-dir work_dirs/esc
+    python -m agile_ir_plugin.mmagic.train configs/esc/esc_x4c64b5_4xb16-500k_div2k.py --work-dir work_dirs/esc
     torchrun --nproc_per_node=4 -m agile_ir_plugin.mmagic.train CONFIG --launcher pytorch   (gloo on CPU)
 """
 import sys

@@ -1,45 +1,7 @@
-# Restormer deraining -- "Restormer: Efficient Transformer for High-Resolution Image Restoration"
-# (Zamir et al., CVPR 2022), our Restormer (official layout: its checkpoints load strict) with
-# MDTA, at the recipe of options/train_restormer_derain.yml: AdamW 3e-4 (wd 1e-4), 300k
-# iterations: 92k at a constant 3e-4, then cosine 3e-4 -> 1e-6 over 208k; L1; gradient clipping
-# 0.01.  MMagic has no progressive patch schedule: the first stage of the official one is used
-# throughout (128 px, 8 patches/GPU, 8 GPUs).  MMagic ships its own `Restormer`; ours is named
-# with its scope, `agile_ir.Restormer`.
-#   python tools/train.py configs/restormer/restormer_derain.py --work-dir work_dirs/restormer_derain
-_base_ = ['../_base_/default_runtime.py', '../_base_/derain_rain13k.py']
+# Restormer deraining on Rain13K (48 channels, MDTA), options/train_restormer_derain.yml:
+# ../_base_/models/restormer.py with ../_base_/derain_rain13k.py.
+#   python tools/train.py configs/restormer/restormer_c48_8xb8-lr3e-4-300k_rain13k.py --work-dir work_dirs/restormer_derain
+_base_ = ['../_base_/models/restormer.py', '../_base_/derain_rain13k.py']
 
-experiment_name = 'restormer_derain'
+experiment_name = 'restormer_c48_8xb8-lr3e-4-300k_rain13k'
 work_dir = f'./work_dirs/{experiment_name}'
-
-model = dict(
-    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
-    generator=dict(
-        type='agile_ir.Restormer',
-        inp_channels=3,
-        out_channels=3,
-        dim=48,
-        num_blocks=[4, 6, 6, 8],
-        num_refinement_blocks=4,
-        heads=[1, 2, 4, 8],
-        ffn_expansion_factor=2.66,
-        bias=False,
-        LayerNorm_type='WithBias',
-        dual_pixel_task=False,
-        attn='mdta'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    train_cfg=dict(),
-    test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
-
-optim_wrapper = dict(
-    constructor='DefaultOptimWrapperConstructor',
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.999), weight_decay=1e-4),
-    clip_grad=dict(max_norm=0.01))
-
-param_scheduler = [
-    dict(type='ConstantLR', factor=1., by_epoch=False, begin=0, end=92000),
-    dict(type='CosineAnnealingLR', T_max=208000, eta_min=1e-6, by_epoch=False, begin=92000, end=300000),
-]
-
-auto_scale_lr = dict(enable=False, base_batch_size=64)

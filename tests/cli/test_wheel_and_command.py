@@ -53,11 +53,11 @@ def test_wheel_contents_entry_point_and_metadata(tmp_path):
 def test_template_lists_and_writes_options_and_configs_with_their_bases(tmp_path, capsys):
     assert cli.main(['template']) == 0
     listed = capsys.readouterr().out.split()
-    assert 'options/train_esc_x4.yml' in listed and 'configs/esc/esc_x4_div2k.py' in listed
+    assert 'options/train_esc_x4.yml' in listed and 'configs/esc/esc_x4c64b5_4xb16-500k_div2k.py' in listed
     assert cli.main(['template', 'options/train_esc_x4.yml', str(tmp_path)]) == 0
     assert (tmp_path / 'train_esc_x4.yml').read_text() == (REPO_ROOT / 'options' / 'train_esc_x4.yml').read_text()
     dest = tmp_path / 'cfg' / 'esc' / 'esc.py'
-    assert cli.main(['template', 'configs/esc/esc_x4_div2k.py', str(dest)]) == 0
+    assert cli.main(['template', 'configs/esc/esc_x4c64b5_4xb16-500k_div2k.py', str(dest)]) == 0
     assert (tmp_path / 'cfg' / '_base_' / 'sr_div2k_x4.py').is_file()  # where ../_base_/ points from dest
     with pytest.raises(SystemExit, match='exists; pass --force'):
         cli.main(['template', 'options/train_esc_x4.yml', str(tmp_path)])

@@ -19,9 +19,9 @@ pytestmark = [pytest.mark.mmagic, requires_mmagic]
 SCALE = 4
 CASES = {
     # name: (config, arch, tiny generator, the recipe's lr, whether it warms up)
-    'esc': ('configs/esc/esc_x4_div2k.py', 'ESC',
+    'esc': ('configs/esc/esc_x4c64b5_4xb16-500k_div2k.py', 'ESC',
             dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2), 5e-4, True),
-    'agileir': ('configs/agileir/agileir_x4_div2k.py', 'AgileIR',
+    'agileir': ('configs/agileir/agileir_x4s64w8d4e60_4xb16-lr2e-4-500k_div2k.py', 'AgileIR',
                 dict(img_size=16, depths=[1], embed_dim=12, num_heads=[2], window_size=4), 2e-4, False),
 }
 

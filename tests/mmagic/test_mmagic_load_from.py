@@ -70,7 +70,7 @@ print(json.dumps(out))
 
 
 def test_load_from_and_init_cfg_load_every_layout_whole(tmp_path):
-    config = REPO_ROOT / 'configs' / 'esc' / 'esc_x4_div2k.py'
+    config = REPO_ROOT / 'configs' / 'esc' / 'esc_x4c64b5_4xb16-500k_div2k.py'
     r = run_python(SCRIPT.format(config=config), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     import json

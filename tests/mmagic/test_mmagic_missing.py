@@ -13,7 +13,7 @@ HINT = 'pip install -c constraints.txt -e ".[mmagic]"'
 
 
 def test_mmagic_config_without_mmagic_says_how_to_install(tmp_path):
-    config = REPO_ROOT / 'configs' / 'esc' / 'esc_x4_div2k.py'
+    config = REPO_ROOT / 'configs' / 'esc' / 'esc_x4c64b5_4xb16-500k_div2k.py'
     proc = run_python(f'''
         import json, runpy, sys
         sys.modules['mmagic'] = None  # as if not installed

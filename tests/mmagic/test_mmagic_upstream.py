@@ -20,7 +20,7 @@ def test_mmagic_inferencer_runs_our_esc(tmp_path):
         from mmengine.config import Config
         from agile_ir_plugin.archs import ESC
         small = dict(dim=16, pdim=8, n_blocks=1, conv_blocks=1, window_size=8, kernel_size=5, num_heads=2)
-        cfg = Config.fromfile('{REPO_ROOT}/configs/esc/esc_x4_div2k.py')
+        cfg = Config.fromfile('{REPO_ROOT}/configs/esc/esc_x4c64b5_4xb16-500k_div2k.py')
         cfg.model.generator.update(small)
         cfg.dump('esc.py')
         torch.manual_seed(0)

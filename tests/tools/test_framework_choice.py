@@ -7,7 +7,7 @@ from agile_ir_plugin.cli import _framework, test as cli_test, train as cli_train
 
 
 @pytest.mark.parametrize('argv', [
-    ['--local-rank=1', 'configs/esc/esc_x4_div2k.py', '--launcher', 'pytorch'],
+    ['--local-rank=1', 'configs/esc/esc_x4c64b5_4xb16-500k_div2k.py', '--launcher', 'pytorch'],
     ['--local_rank', '0', 'cfg.py'],
     ['--launcher', 'pytorch', 'cfg.py', '--work-dir', 'w'],
     ['cfg.py'],

@@ -1,0 +1,11 @@
+# ESC x2 on DIV2K (64 channels, 5 blocks), the recipe of the official ESC_DIV2K_X2 options and
+# options/train_esc_x2.yml: ../_base_/models/esc.py with the x2 data (LR patch 64, 16/GPU x 4).
+#   python tools/train.py configs/esc/esc_x2c64b5_4xb16-500k_div2k.py --work-dir work_dirs/esc_x2
+#   torchrun --nproc_per_node=4 tools/train.py configs/esc/esc_x2c64b5_4xb16-500k_div2k.py --launcher pytorch
+_base_ = ['../_base_/models/esc.py', '../_base_/sr_div2k_x2.py']
+
+experiment_name = 'esc_x2c64b5_4xb16-500k_div2k'
+work_dir = f'./work_dirs/{experiment_name}'
+scale = 2
+
+model = dict(generator=dict(upscaling_factor=scale))
