@@ -5,7 +5,9 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -52,6 +54,20 @@ def sync(device):
     """Wait for a CUDA device (a no-op on CPU) before reading a clock."""
     if str(device).startswith('cuda'):
         torch.cuda.synchronize(device)
+
+
+def median_time(fn, repeats, device, warmup=1):
+    """Median wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls (CUDA synchronised)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def sample(shape, device, seed=0):

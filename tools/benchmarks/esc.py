@@ -35,7 +35,7 @@ from agile_ir_plugin.ops.attention import available_backends, resolve_backend
 from agile_ir_plugin.profiling import (count_macs, count_params, device_name, peak_cuda_memory,
                                        saved_activation_bytes)
 
-from ._common import OUT_DIR, metadata, sample, sync, train_memory, train_step, write_results
+from ._common import OUT_DIR, median_time, metadata, sample, sync, train_memory, train_step, write_results
 
 MIB = 2 ** 20
 
@@ -57,19 +57,6 @@ def add_arguments(parser):
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def _median_time(fn, repeats, device, warmup=1):
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _infer(model, x):
     def run():
         with torch.no_grad():
@@ -132,7 +119,7 @@ def attention_sweep(backends, windows, device, repeats, quick):
 
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                t = _median_time(step, repeats, device)
+                t = median_time(step, repeats, device)
                 if torch.device(device).type == 'cuda':
                     mem = peak_cuda_memory(step, device=device)
                 else:
@@ -165,10 +152,10 @@ def network_sweep(backends, windows, device, repeats, quick):
                 with torch.no_grad():
                     ran_infer = resolve_backend(backend, probe, bias.detach(), probe)
                 model.train()
-                t_train = _median_time(train_step(model, x_train, target), repeats, device)
+                t_train = median_time(train_step(model, x_train, target), repeats, device)
                 mem_train = train_memory(model, x_train, target, device)
                 model.eval()
-                t_infer = _median_time(_infer(model, x_infer), repeats, device)
+                t_infer = median_time(_infer(model, x_infer), repeats, device)
                 mem_infer = _infer_memory(model, x_infer, device)
             rows.append(dict(section='network', window=ws, backend=backend, ran_train=ran_train,
                              ran_infer=ran_infer, train_seconds=t_train, train_memory_bytes=mem_train,

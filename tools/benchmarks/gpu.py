@@ -23,7 +23,6 @@ cannot rot; its figures are not measurements.
 """
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -31,13 +30,12 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from agile_ir_plugin.archs import ESC, AgileIR, MSTPlusPlus, Restormer
 from agile_ir_plugin.archs.esc_arch import VARIANTS
 from agile_ir_plugin.ops.attention import choose_backend
 
-from ._common import OUT_DIR, metadata, sample, sync, train_memory, train_step, write_results
+from ._common import OUT_DIR, median_time, metadata, sample, sync, train_memory, train_step, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 2 ** 20
@@ -73,19 +71,6 @@ def _size(key, dry):
     return SIZES[key][1 if dry else 0]
 
 
-def _timed(fn, device, repeats):
-    """Median wall seconds of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _autocast(device, dtype):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == 'bf16')
 
@@ -97,7 +82,7 @@ def _step_and_memory(model, x, target, device, dtype, repeats):
     def run():
         with _autocast(device, dtype):
             step()
-    seconds = _timed(run, device, repeats)
+    seconds = median_time(run, repeats, device)
     with _autocast(device, dtype):
         memory = train_memory(model, x, target, device)
     return seconds, memory
@@ -177,7 +162,7 @@ def section_esc(args):
                 model.eval()
                 row['infer_backend'] = _ran(model, x_infer, False)
                 with torch.inference_mode(), _autocast(args.device, dtype):
-                    row['infer_ms'] = 1e3 * _timed(lambda: model(x_infer), args.device, repeats)
+                    row['infer_ms'] = 1e3 * median_time(lambda: model(x_infer), repeats, args.device)
                     out = model(x_infer).float()
                 row['max_abs_diff_vs_naive'] = (out - reference).abs().max().item()
             except Exception as err:  # recorded, not hidden: the row says what failed
@@ -259,7 +244,7 @@ def section_compile(args):
         fns['compiled']()
         sync(args.device)
         first = time.perf_counter() - start
-        times = {k: _timed(fn, args.device, repeats) for k, fn in fns.items()}
+        times = {k: median_time(fn, repeats, args.device) for k, fn in fns.items()}
         rows.append(dict(section='compile', phase=phase, compile_backend=backend, first_call_seconds=first,
                          eager_seconds=times['eager'], compiled_seconds=times['compiled'],
                          speedup=times['eager'] / times['compiled']))
@@ -285,7 +270,7 @@ def _ddp_worker(rank, world, backend, port, dry, result_path):
     batch, lr = SIZES['ddp_batch'][1 if dry else 0], _size('esc_train', dry)[1]
     x = sample((batch, 3, lr, lr), device, seed=rank)
     target = sample((batch, 3, 4 * lr, 4 * lr), device, seed=100 + rank)
-    seconds = _timed(train_step(model, x, target), device, _size('repeats', dry))
+    seconds = median_time(train_step(model, x, target), _size('repeats', dry), device)
     weight = model.module.to_img.weight.grad.detach().flatten()[:8].cpu()  # all-reduced: equal on every rank
     gathered = [torch.zeros_like(weight) for _ in range(world)]
     dist.all_gather_object(gathered, weight)
