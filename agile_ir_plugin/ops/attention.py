@@ -120,22 +120,36 @@ def _padded(t, multiple=HEAD_DIM_ALIGN):
     return t if d % multiple == 0 else F.pad(t, (0, -d % multiple))
 
 
+_PROBED = {}
+
+
 def _cuda_fused_sdpa_kernels(q, k, v, bias):
     """PyTorch's fused CUDA SDPA kernels that take these inputs (head dims padded to a multiple of
-    ``HEAD_DIM_ALIGN``), in PyTorch's order of preference; asked, not guessed."""
-    cuda = torch.backends.cuda
-    params = cuda.SDPAParams(_padded(q), _padded(k), _padded(v), None if bias is None else bias.to(q.dtype),
-                             0.0, False, False)
-    probes = (('flash', getattr(cuda, 'can_use_flash_attention', None)),
-              ('cudnn', getattr(cuda, 'can_use_cudnn_attention', None)),
-              ('memory-efficient', getattr(cuda, 'can_use_efficient_attention', None)))
-    kernels = []
-    with warnings.catch_warnings():  # each refusal warns its reason: the caller reports one line
-        warnings.simplefilter('ignore')
-        for name, probe in probes:
-            if probe is not None and (name != 'flash' or bias is None) and probe(params, False):
-                kernels.append(name)
-    return kernels
+    ``HEAD_DIM_ALIGN``), in PyTorch's order of preference; asked, not guessed, once per kind of
+    input (shapes, dtype, device, bias, grad mode), on empty tensors of the same metadata."""
+    grad = torch.is_grad_enabled()
+    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, str(q.device), grad,
+           grad and q.requires_grad, None if bias is None else (tuple(bias.shape), tuple(bias.stride()),
+                                                                  grad and bias.requires_grad))
+    if key not in _PROBED:
+        def like(t):
+            shape = t.shape[:-1] + (t.shape[-1] + -t.shape[-1] % HEAD_DIM_ALIGN,)
+            return torch.empty(shape, dtype=q.dtype, device=t.device).requires_grad_(grad and t.requires_grad)
+        mask = None if bias is None else torch.empty_strided(
+            bias.shape, bias.stride(), dtype=q.dtype, device=bias.device).requires_grad_(grad and bias.requires_grad)
+        cuda = torch.backends.cuda
+        params = cuda.SDPAParams(like(q), like(k), like(v), mask, 0.0, False, False)
+        probes = (('flash', getattr(cuda, 'can_use_flash_attention', None)),
+                  ('cudnn', getattr(cuda, 'can_use_cudnn_attention', None)),
+                  ('memory-efficient', getattr(cuda, 'can_use_efficient_attention', None)))
+        kernels = []
+        with warnings.catch_warnings():  # each refusal warns its reason: the caller reports one line
+            warnings.simplefilter('ignore')
+            for name, probe in probes:
+                if probe is not None and (name != 'flash' or bias is None) and probe(params, False):
+                    kernels.append(name)
+        _PROBED[key] = kernels
+    return _PROBED[key]
 
 
 def _unsupported_reason(name, q, k, v, bias):

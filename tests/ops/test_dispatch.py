@@ -140,3 +140,26 @@ def test_archs_pass_the_fallback_option(monkeypatch):
                 out = lenient(x)
             assert torch.allclose(out, ref(x), atol=1e-5), cls.__name__
         A._WARNED.clear()
+
+
+def test_cuda_probe_sees_padded_head_dims_and_runs_once_per_kind(monkeypatch):
+    """The fused-kernel probe is asked about head dims zero-padded to a multiple of 8 (AgileIR's
+    Q/K head dim is 5), with the bias's shape, strides and grad flag, and only once per kind of
+    input (it runs on every attention call otherwise)."""
+    monkeypatch.setattr(A, '_PROBED', {})
+    seen = []
+
+    def efficient(params, debug):
+        seen.append((tuple(params.query.shape), tuple(params.value.shape), tuple(params.attn_mask.stride()),
+                     params.attn_mask.requires_grad))
+        return True
+    monkeypatch.setattr(torch.backends.cuda, 'can_use_efficient_attention', efficient)
+    monkeypatch.setattr(torch.backends.cuda, 'can_use_cudnn_attention', lambda params, debug: False)
+    q, k, v, bias = qkvb(b=3, h=2, n=16, d=5, dv=10)
+    broadcast = bias.expand(3, 2, 16, 16)
+    for _ in range(3):
+        assert A._cuda_fused_sdpa_kernels(q, k, v, broadcast) == ['memory-efficient']
+    assert seen == [((3, 2, 16, 8), (3, 2, 16, 16), (0, 256, 16, 1), True)]
+    with torch.no_grad():
+        A._cuda_fused_sdpa_kernels(q, k, v, broadcast)
+    assert len(seen) == 2 and seen[-1][-1] is False  # another kind: no gradient needed
