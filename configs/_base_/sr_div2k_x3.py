@@ -3,6 +3,8 @@
 # Layout (edit `data_root`): datasets/DIV2K/DIV2K_train_HR/0001.png,
 # datasets/DIV2K/DIV2K_train_LR_bicubic/X3/0001x3.png, datasets/benchmark/Set5/HR/baby.png,
 # datasets/benchmark/Set5/LR_bicubic/X3/babyx3.png (the layout of ../shared/data).
+# One file per scale, as MMagic's own sisr_x{2,3,4}_test_config.py: an mmengine Python config drops
+# its base's functions and imports only builtin modules, so the scale-dependent lists are spelled out.
 scale = 3
 gt_patch_size = 192  # LR patch 64
 data_root = 'datasets'
@@ -23,7 +25,10 @@ train_pipeline = _load + [
     dict(type='RandomTransposeHW', keys=['img', 'gt'], transpose_ratio=0.5),
     dict(type='PackInputs'),
 ]
-val_pipeline = _load + [dict(type='PackInputs')]
+# HR images whose size is no multiple of the scale (B100: 321x481) are cropped to LR size x scale,
+# as BasicSR's PairedImageDataset does when testing
+val_pipeline = _load + [dict(type='SetValues', dictionary=dict(scale=scale)), dict(type='ModCrop', key='gt'),
+                        dict(type='PackInputs')]
 
 train_dataloader = dict(
     num_workers=8,

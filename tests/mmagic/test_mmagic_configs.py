@@ -223,3 +223,34 @@ def test_metafiles_name_every_config(built):
             assert 'Weights' in model
             listed.add(config)
     assert listed == set(CONFIGS)
+
+
+def test_sr_data_bases_read_the_benchmark_layout(shared_data, tmp_path):
+    """Each scale's data base finds Set5/Set14/B100 pairs in the layout of ../shared/data, and the LR
+    it loads is the HR's size / scale (the X<s> folder and the <name>x<s> file name of that scale)."""
+    configs = {s: f'configs/esc/esc_x{s}c64b5_4xb16-500k_div2k.py' for s in (2, 3, 4)}
+    proc = run_python(f'''
+        import json
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        from mmagic.registry import DATASETS
+        init_default_scope('mmagic')
+        out = {{}}
+        for scale, path in {configs!r}.items():
+            cfg = Config.fromfile({str(REPO_ROOT)!r} + '/' + path)
+            for loader in cfg.test_dataloader[:3]:  # Set5, Set14, B100 (Urban100/Manga109 are not shared)
+                ds = loader.dataset
+                ds.data_root = ds.data_root.replace('datasets/', {str(shared_data)!r} + '/', 1)
+                dataset = DATASETS.build(ds)
+                sample = dataset[0]
+                lr, gt = sample['inputs'], sample['data_samples'].gt_img.data
+                out[f'{{scale}} {{ds.metainfo.dataset_type}}'] = [len(dataset), list(lr.shape), list(gt.shape)]
+        print(json.dumps(out))
+    ''', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = json.loads(last_line(proc))
+    for scale in (2, 3, 4):
+        for name, count in (('set5', 5), ('set14', 14), ('b100', 100)):
+            n, lr, gt = found[f'{scale} {name}']
+            assert n == count
+            assert lr[0] == gt[0] == 3 and [scale * lr[1], scale * lr[2]] == gt[1:], (scale, name, lr, gt)
