@@ -5,7 +5,8 @@ README's main job, so a fresh machine trains without downloading anything.
 Splits (disjoint): ``train`` = astronaut, rocket, motorcycle_left, hubble_deep_field, ihc;
 ``val`` = chelsea, coffee.  HR is mod-cropped to the scale; LR is rounded to 8 bits as a saved
 PNG would be.  Training samples are random ``gt_size`` crops with flips/rotations
-(BasicSR's ``paired_random_crop`` and ``augment``), validation samples are whole images.
+(BasicSR's ``paired_random_crop`` and ``augment``, on copies: the cached pair is read-only),
+validation samples are whole images.
 Outputs follow BasicSR's paired datasets: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, RGB in [0, 1].
 """
 import os
@@ -41,11 +42,14 @@ def load_pair(filename, scale):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'EmbeddedSRDataset: {path} is missing; scikit-image ships it '
                                     '(reinstall scikit-image).')
-        hr = io.imread(path)[..., :3]
+        hr = io.imread(path)
+        hr = np.repeat(hr[..., None], 3, axis=2) if hr.ndim == 2 else hr[..., :3]  # gray photos as RGB
         h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
         hr = hr[:h, :w].astype(np.float32) / 255.0
         lr = np.clip(imresize(hr, 1 / scale), 0, 1)
         lr = np.ascontiguousarray((lr * 255.0).round().astype(np.float32) / 255.0)
+        for img in (hr, lr):
+            img.setflags(write=False)  # shared by every sample: an in-place write must fail, not corrupt
         _CACHE[key] = (hr, lr)
     return _CACHE[key]
 
@@ -72,7 +76,11 @@ class EmbeddedSRDataset(data.Dataset):
         img_gt, img_lq = load_pair(name, self.scale)
         if self.opt.get('phase') == 'train':
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.opt['gt_size'], self.scale, name)
+            # copies: BasicSR's augment flips in place (cv2.flip(img, 1, img)) and these crops are views
+            # of the cached pair (flipped in place, the cache became a patchwork whose LR no longer
+            # matches its HR at the patch edges, and training learned from broken pairs)
+            img_gt, img_lq = img_gt.copy(), img_lq.copy()
             img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
-        img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), np.ascontiguousarray(img_lq)],
+        img_gt, img_lq = img2tensor([np.array(img_gt), np.array(img_lq)],  # contiguous, writable
                                     bgr2rgb=False, float32=True)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': name, 'gt_path': name}
