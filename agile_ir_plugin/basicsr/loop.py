@@ -240,7 +240,8 @@ def _run(opt, resume_state, stop, faults, logger, tb_logger):
     # training
     logger.info(f'Start training from epoch: {start_epoch}, iter: {current_iter}')
     progress = Progress(opt, current_iter, total_iters, logger, tb_logger)
-    batch, save_freq, val_opt = opt['datasets']['train']['batch_size_per_gpu'], opt['logger']['save_checkpoint_freq'], opt.get('val')
+    batch, save_freq = opt['datasets']['train']['batch_size_per_gpu'], opt['logger']['save_checkpoint_freq']
+    val_opt = opt.get('val')
     saved = [current_iter] if resume_state is not None else []  # iterations with a checkpoint on disk
     epoch = start_epoch
     with progress:

@@ -132,7 +132,8 @@ class Progress(contextlib.AbstractContextManager):
         iter_time, data_time = sum(window) / len(window), sum(data_window) / len(data_window)
         message = f'[{self.name[:5]}..][epoch:{epoch:3d}, iter:{current_iter:8,d}, lr:('
         message += ''.join(f'{v:.3e},' for v in lrs) + ')] '
-        message += f'[eta: {_duration(self.eta_seconds(current_iter))}, time (data): {iter_time:.3f} ({data_time:.3f})] '
+        eta = _duration(self.eta_seconds(current_iter))
+        message += f'[eta: {eta}, time (data): {iter_time:.3f} ({data_time:.3f})] '
         message += ''.join(f'{k}: {v:.4e} ' for k, v in log.items())
         if first:
             message += f'(first iteration of this run: {self._iter_times[0]:.2f} s)'

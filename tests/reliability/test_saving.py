@@ -130,7 +130,8 @@ def test_auto_resume_with_every_state_corrupt_lists_them_and_start_fresh_is_expl
     with pytest.raises(SystemExit) as exc:
         main(['-opt', opt, '--auto_resume'])
     lines = exc.value.code.splitlines()
-    assert lines[0].startswith('error: --auto_resume: none of the 3 training state(s) in ') and '--start_fresh' in lines[0]
+    assert lines[0].startswith('error: --auto_resume: none of the 3 training state(s) in ')
+    assert '--start_fresh' in lines[0]
     assert len(error_lines(exc.value.code)) == 1
     assert lines[1].lower().startswith('  3.state: checkpoint not found: ') and lines[1].endswith('net_g_3.pth')
     assert lines[2].startswith('  2.state: ') and 'truncated or corrupt' in lines[2]
