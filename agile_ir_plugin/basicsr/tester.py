@@ -8,13 +8,11 @@ from os import path as osp
 
 def test_pipeline(root_path, argv=None):
     import torch
-    from basicsr.data import build_dataloader, build_dataset
-    from basicsr.models import build_model
-    from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
-    from basicsr.utils.options import dict2str
+    from basicsr.utils import get_root_logger, get_time_str, make_exp_dirs
 
     from .options import parse_test_options
     from .preflight import run_preflight
+    from .progress import run_log_file
 
     opt, _ = parse_test_options(root_path, argv)
     warnings = run_preflight(opt, tool='test')  # raises PreflightError: nothing written yet
@@ -23,6 +21,16 @@ def test_pipeline(root_path, argv=None):
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
     logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    with run_log_file(logger, log_file, opt['rank']):  # this run's own file, also on a second in-process run
+        return _test(opt, logger, warnings)
+
+
+def _test(opt, logger, warnings):
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.models import build_model
+    from basicsr.utils import get_env_info
+    from basicsr.utils.options import dict2str
+
     logger.info(get_env_info())
     logger.info(dict2str(opt))
     for line in warnings:
