@@ -105,10 +105,9 @@ def _read_rgb(path):
 
 
 def _images(folder):
-    exts = {'.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff'}
-    if not Path(folder).is_dir():
-        raise FileNotFoundError(f'no training images in {folder}: not a folder')
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in exts)
+    from agile_ir_plugin.evaluation.datasets import IMAGE_EXTENSIONS
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) \
+        if Path(folder).is_dir() else []
     if not files:
         raise FileNotFoundError(f'no training images in {folder}')
     return files
@@ -282,9 +281,7 @@ def _save_runs(path, runs):
 
 def baselines(pair, args):
     """Scores of the pair's baseline: MATLAB bicubic (sr) or the degraded input itself."""
-    if PAIRS[pair]['scale'] > 1:
-        return _scores('bicubic', pair, args, 'cpu')
-    return _scores(torch.nn.Identity(), pair, args, 'cpu')
+    return _scores('bicubic' if PAIRS[pair]['scale'] > 1 else torch.nn.Identity(), pair, args, 'cpu')
 
 
 # -- summary -------------------------------------------------------------------------------------
