@@ -97,9 +97,14 @@ class _ChunkedAttention(torch.autograd.Function):
         for bs, rs in blocks:
             shape = (bs.stop - bs.start, h, rs.stop - rs.start, nk)
             n = shape[0] * shape[1] * shape[2] * shape[3]
-            p = torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p_buf[:n].view(shape))
-            if bias4 is not None:
-                p.add_(_bias_block(bias4, bs, rs), alpha=_LOG2E)
+            p = p_buf[:n].view(shape)
+            bias_block = None if bias4 is None else _bias_block(bias4, bs, rs).expand(shape)
+            if bias_block is not None and shape[0] == 1 and bias4.dtype == acc:  # bias added in the GEMM (a pass less)
+                torch.baddbmm(bias_block[0], q_aug[bs, :, rs][0], k_aug_t[bs][0], beta=_LOG2E, out=p[0])
+            else:
+                torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p)
+                if bias_block is not None:
+                    p.add_(bias_block, alpha=_LOG2E)
             torch.exp2(p, out=p)
             if need_v:
                 dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
