@@ -327,8 +327,8 @@ def targets(rows, dry):
     a, s = get('agileir', model='AgileIR', batch=batch), get('agileir', model='SwinIR-light', batch=batch)
     if a and s:
         ratio = a['train_memory_bytes'] / s['train_memory_bytes']
-        out.append((f'AgileIR peak training memory <= 1/4 of SwinIR-light (batch {batch})', f'{ratio:.3f}x (1/{1 / ratio:.2f})',
-                    'met' if ratio <= 0.25 else 'not met'))
+        out.append((f'AgileIR peak training memory <= 1/4 of SwinIR-light (batch {batch})',
+                    f'{ratio:.3f}x (1/{1 / ratio:.2f})', 'met' if ratio <= 0.25 else 'not met'))
     for host, own in (('Restormer', 'mdta'), ('MST++', 'smsa')):
         g, h = get('hosts', model=f'{host} + GLMHA'), get('hosts', model=f'{host} ({own})')
         if g and h:
