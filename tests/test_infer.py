@@ -183,3 +183,27 @@ def test_spandrel_detects_other_archs_and_bf16_runs(tmp_path, capsys):
     assert main([str(tmp_path / 'a.png'), '-c', str(ckpt), '-o', str(tmp_path / 'bf16.png'), '--precision', 'bf16']) == 0
     bf16 = cv2.imread(str(tmp_path / 'bf16.png'))
     assert 0 < np.abs(bf16.astype(int) - fp32).mean() < 4  # bf16 really used, and close
+
+
+def test_a_named_window_transformer_is_padded_to_its_window(tmp_path, capsys):
+    """BasicSR's SwinIR named with --opt (its network_g) on a 17x23 image: padded to its window as
+    BasicSR's SwinIRModel pads (was: 'shape ... is invalid' for that image); spandrel's SwinIR,
+    which pads itself, gives the same pixels."""
+    import yaml
+    from basicsr.archs.swinir_arch import SwinIR
+    net_opt = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4, 'img_range': 1.0,
+               'depths': [2], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
+               'resi_connection': '1conv'}
+    torch.manual_seed(0)
+    net = SwinIR(**{k: v for k, v in net_opt.items() if k != 'type'})
+    torch.save({'params': net.state_dict()}, tmp_path / 'swinir.pth')
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump({'network_g': net_opt}))
+    cv2.imwrite(str(tmp_path / 'a.png'), np.random.default_rng(4).integers(0, 256, (17, 23, 3), dtype=np.uint8))
+    args = [str(tmp_path / 'a.png'), '-c', str(tmp_path / 'swinir.pth')]
+    assert main([*args, '--opt', str(tmp_path / 'opt.yml'), '-o', str(tmp_path / 'named.png')]) == 0
+    named = cv2.imread(str(tmp_path / 'named.png'))
+    assert named.shape == (34, 46, 3)
+    pytest.importorskip('spandrel')
+    assert main([*args, '-o', str(tmp_path / 'detected.png')]) == 0
+    assert 'SwinIR (spandrel)' in capsys.readouterr().out
+    assert np.abs(cv2.imread(str(tmp_path / 'detected.png')).astype(int) - named).max() <= 1

@@ -36,6 +36,8 @@ def build_parser():
     p.add_argument('--param-key', help='weight set: params or params_ema (default: params_ema when present)')
     p.add_argument('--tile', type=int, help='LR tile size for large images (default: whole image at once)')
     p.add_argument('--tile-overlap', type=int, default=32, help='LR pixels neighbouring tiles share (default 32)')
+    p.add_argument('--pad-multiple', type=int,
+                   help="pad H and W to a multiple of this (default: a named network's window_size)")
     p.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
     p.add_argument('--device', default='auto', help='auto (cuda when available), cpu, cuda, cuda:1 ...')
     return p
@@ -136,7 +138,7 @@ def _prepare(args):
         loaded = load_model(args.checkpoint, arch, args.scale, kwargs, args.param_key)
     except CheckpointError as err:
         raise ValueError(str(err)) from None
-    upscaler = Upscaler(loaded, device, args.precision, args.tile, args.tile_overlap)
+    upscaler = Upscaler(loaded, device, args.precision, args.tile, args.tile_overlap, args.pad_multiple)
     upscaler.check()
     return loaded, upscaler, pairs
 

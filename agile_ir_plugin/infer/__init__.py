@@ -24,15 +24,18 @@ class Upscaler:
     """``loaded.model`` on ``device`` in ``precision``; ``upscaler(image) -> array`` for ``write_png``.
 
     ``tile``: LR tile size (None: the whole image at once), ``tile_overlap``: LR pixels shared by
-    neighbouring tiles (``evaluation.inference.tiled_forward`` blends them)."""
+    neighbouring tiles (``evaluation.inference.tiled_forward`` blends them); ``pad_multiple``: H and W
+    are reflect-padded to a multiple of it (default: ``loaded.pad_multiple``, else the network's own
+    ``window_size`` attribute, else none)."""
 
-    def __init__(self, loaded, device='cpu', precision='fp32', tile=None, tile_overlap=32):
+    def __init__(self, loaded, device='cpu', precision='fp32', tile=None, tile_overlap=32, pad_multiple=None):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
         self.scale, self.device, self.dtype = loaded.scale, torch.device(device), PRECISIONS[precision]
         self.precision = precision
         model = loaded.model.to(self.device, self.dtype).eval()
-        self.predictor = Predictor(model, loaded.scale, tile=tile, tile_overlap=tile_overlap)
+        self.predictor = Predictor(model, loaded.scale, tile=tile, tile_overlap=tile_overlap,
+                                   pad_multiple=pad_multiple or loaded.pad_multiple)
 
     def check(self):
         """Run the network once on a small input: an unsupported precision or device is one error line

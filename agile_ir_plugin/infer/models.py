@@ -9,7 +9,8 @@
   other architecture through spandrel's detection when spandrel is installed;
 - ``arch`` (a name of ``agile_ir_plugin.archs`` or BasicSR's ``ARCH_REGISTRY``) with its constructor
   arguments ``arch_args``; the scale, when not given, is the one whose network has exactly the
-  checkpoint's keys and shapes (``checkpoint.infer_scale``).
+  checkpoint's keys and shapes (``checkpoint.infer_scale``); its ``window_size``, for an arch that is
+  not ours, is the multiple the input is padded to (as BasicSR's ``SwinIRModel``).
 
 Weights: ``params_ema`` when the checkpoint has it (the weights BasicSR validates with an EMA),
 else ``params`` / the single set; ``param_key`` picks one.  Every load is whole
@@ -31,6 +32,7 @@ class Loaded:
     arch: str
     kwargs: dict = field(default_factory=dict)
     weights: str = ''
+    pad_multiple: int = None  # H and W padded to a multiple of this before the network (None: its own)
 
     def describe(self):
         args = ', '.join(f'{k}={v}' for k, v in self.kwargs.items())
@@ -108,6 +110,14 @@ def _built(arch, arch_args, scale, state_dict, path, used):
     return model, own or 1, arch, dict(arch_args)
 
 
+def _window_of(arch, kwargs):
+    """A named network's ``window_size`` as the multiple to pad to (as BasicSR's ``SwinIRModel`` and the
+    leaderboard do): a BasicSR window transformer (SwinIR, HAT ...) needs it; our archs pad themselves."""
+    from ..archs import ARCHS
+    window = kwargs.get('window_size')
+    return window if arch not in ARCHS and isinstance(window, int) and window > 1 else None
+
+
 def _our_arch_id(arch):
     from .. import spandrel_support
     return next((i for i, spec in spandrel_support.SPECS.items() if spec[0] == arch or i == arch), None)
@@ -130,4 +140,5 @@ def load_model(checkpoint, arch=None, scale=None, arch_args=None, param_key=None
     if scale is not None and found_scale != scale:
         raise CheckpointError(f'{path} is a x{found_scale} {name} checkpoint, not x{scale}: drop --scale or use a '
                               f'x{scale} checkpoint (infer never rescales a checkpoint of another scale).')
-    return Loaded(model.eval(), found_scale, name, kwargs, used)
+    pad = _window_of(arch, kwargs) if arch and not ours else None
+    return Loaded(model.eval(), found_scale, name, kwargs, used, pad)
