@@ -89,7 +89,7 @@ def built(tmp_path_factory):
                 shape = list(gen(torch.rand(1, 3, 8, 16)).shape)
             train = {{t['type']: t for t in cfg.train_dataloader.dataset.pipeline}}
             out[path] = dict(
-                missing=missing, generator=type(gen).__module__ + '.' + type(gen).__name__,
+                missing=missing, model=type(model).__name__, generator=type(gen).__module__ + '.' + type(gen).__name__,
                 generator_cfg=cfg.model.generator.to_dict(), out_shape=shape,
                 params=sum(p.numel() for p in gen.parameters()), optimizer=cfg.optim_wrapper.optimizer.to_dict(),
                 clip_grad=cfg.optim_wrapper.get('clip_grad', None),
@@ -132,6 +132,7 @@ def test_config_builds_with_registered_components(built, path):
     assert info['missing'] == []
     assert info['scope'] == 'mmagic' and info['imports'] == ['agile_ir_plugin.mmagic']
     assert info['experiment_name'] == path.rsplit('/', 1)[-1][:-3]
+    assert info['model'] == 'AgileEditModel'  # agile_ir.BaseEditModel: checkpoint loads whole or an error
 
 
 @pytest.mark.parametrize('path', CONFIGS)

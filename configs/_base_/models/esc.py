@@ -4,14 +4,9 @@
 # MultiStepLR [250k, 400k, 450k, 475k, 490k] x0.5, 500k iterations, L1, EMA 0.999 (validated and
 # saved with the EMA weights).  A config adds the data (../sr_div2k_x<s>.py) and sets the
 # generator's `upscaling_factor` (and its size for ESC-light / ESCFP).
-_base_ = ['../default_runtime.py']
-
-# load_from: a checkpoint of this model in any layout (MMagic, BasicSR params/params_ema,
-# official ESC, bare); every tensor loads or the run stops with one line naming what does not fit.
-load_from = None
+_base_ = ['./edit_model.py']
 
 model = dict(
-    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
         type='ESC',
         dim=64,
@@ -22,16 +17,9 @@ model = dict(
         window_size=32,
         num_heads=4,
         upscaling_factor=None,  # set by each config to its scale
-        exp_ratio=1.25),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    train_cfg=dict(),
-    test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+        exp_ratio=1.25))
 
-optim_wrapper = dict(
-    constructor='DefaultOptimWrapperConstructor',
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.9), weight_decay=0.))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.9), weight_decay=0.))
 
 param_scheduler = [
     # BasicSR's warm-up: lr * iter / 20000 for the first 20k iterations
@@ -45,6 +33,3 @@ custom_hooks = [
     dict(type='BasicVisualizationHook', interval=1),
     dict(type='EMAHook', momentum=0.001, priority='ABOVE_NORMAL'),
 ]
-
-# global batch 64 = 4 GPUs x 16; --auto-scale-lr rescales lr for another world size/batch
-auto_scale_lr = dict(enable=False, base_batch_size=64)

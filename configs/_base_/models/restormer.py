@@ -6,12 +6,9 @@
 # throughout (128 px, 8 patches/GPU, 8 GPUs; see the data bases).  MMagic ships its own
 # `Restormer`; ours is named with its scope, `agile_ir.Restormer`.  A config adds the data
 # (../derain_rain13k.py, ../deblur_gopro.py).
-_base_ = ['../default_runtime.py']
-
-load_from = None  # any checkpoint layout (official `params`), loaded whole or the run stops
+_base_ = ['./edit_model.py']
 
 model = dict(
-    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
         type='agile_ir.Restormer',
         inp_channels=3,
@@ -24,15 +21,9 @@ model = dict(
         bias=False,
         LayerNorm_type='WithBias',
         dual_pixel_task=False,
-        attn='mdta'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    train_cfg=dict(),
-    test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+        attn='mdta'))
 
 optim_wrapper = dict(
-    constructor='DefaultOptimWrapperConstructor',
-    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.999), weight_decay=1e-4),
     clip_grad=dict(max_norm=0.01))
 
@@ -40,5 +31,3 @@ param_scheduler = [
     dict(type='ConstantLR', factor=1., by_epoch=False, begin=0, end=92000),
     dict(type='CosineAnnealingLR', T_max=208000, eta_min=1e-6, by_epoch=False, begin=92000, end=300000),
 ]
-
-auto_scale_lr = dict(enable=False, base_batch_size=64)

@@ -4,12 +4,9 @@
 # baseline's recipe): LR patch 64, batch 64 in total (16/GPU x 4), Adam 2e-4 betas (0.9, 0.99),
 # no warm-up, 500k iterations, MultiStepLR [250k, 400k, 450k, 475k] x0.5, L1, EMA 0.999.  A config
 # adds the data (../sr_div2k_x<s>.py) and sets the generator's `upscale` (and `type` for AgileIR).
-_base_ = ['../default_runtime.py']
-
-load_from = None  # any checkpoint layout, loaded whole or the run stops (agile_ir.BaseEditModel)
+_base_ = ['./edit_model.py']
 
 model = dict(
-    type='agile_ir.BaseEditModel',  # MMagic's, loading every checkpoint layout whole or not at all
     generator=dict(
         type='SwinIRNet',
         upscale=None,  # set by each config to its scale
@@ -22,16 +19,9 @@ model = dict(
         num_heads=[6, 6, 6, 6],
         mlp_ratio=2,
         upsampler='pixelshuffledirect',
-        resi_connection='1conv'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
-    train_cfg=dict(),
-    test_cfg=dict(),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+        resi_connection='1conv'))
 
-optim_wrapper = dict(
-    constructor='DefaultOptimWrapperConstructor',
-    type='OptimWrapper',
-    optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.99), weight_decay=0.))
+optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.99), weight_decay=0.))
 
 param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[250000, 400000, 450000, 475000],
                        gamma=0.5)
@@ -41,5 +31,3 @@ custom_hooks = [
     dict(type='BasicVisualizationHook', interval=1),
     dict(type='EMAHook', momentum=0.001, priority='ABOVE_NORMAL'),
 ]
-
-auto_scale_lr = dict(enable=False, base_batch_size=64)
