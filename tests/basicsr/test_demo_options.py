@@ -2,7 +2,8 @@
 
 The demo's own options file (its network, data, loss, optimizer, scheduler, logger) with only the
 iteration counts and crop made small: the run must end with the closing summary (model vs bicubic
-on the embedded validation images), the training-curve PNG and the bicubic | model | HR PNG."""
+on the embedded validation images), the training-curve PNG and the bicubic | model | HR PNG, and
+log to TensorBoard when tensorboard is installed (one line saying it is not, otherwise)."""
 import re
 
 import cv2
@@ -44,3 +45,9 @@ def test_demo_options_shrunk_write_summary_curve_and_comparison(tmp_path, monkey
         assert img is not None and img.shape[0] > 50
     assert cv2.imread(str(exp / 'comparison.png')).shape == (128, 128 * 3 + 8, 3)
     assert (exp / 'models' / 'net_g_latest.pth').is_file()
+    # logger.use_tb_logger: true -- BasicSR's TensorBoard logger when tensorboard imports, else one line
+    import importlib.util
+    if importlib.util.find_spec('tensorboard') is None:
+        assert 'tensorboard is not installed' in text
+    else:
+        assert list((tmp_path / 'tb_logger' / opt['name']).glob('events.out.tfevents.*'))
