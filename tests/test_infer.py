@@ -207,3 +207,20 @@ def test_a_named_window_transformer_is_padded_to_its_window(tmp_path, capsys):
     assert main([*args, '-o', str(tmp_path / 'detected.png')]) == 0
     assert 'SwinIR (spandrel)' in capsys.readouterr().out
     assert np.abs(cv2.imread(str(tmp_path / 'detected.png')).astype(int) - named).max() <= 1
+
+
+def test_a_gray_network_gets_the_gray_level(tmp_path):
+    """A one-channel network (SRVGGNetCompact num_in_ch=1, detected by spandrel): a gray file goes in as
+    its gray level and comes out gray (was: a 3-channel input the network cannot take)."""
+    pytest.importorskip('spandrel')
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=2, upscale=2).eval()
+    torch.save({'params': net.state_dict()}, tmp_path / 'gray.pth')
+    gray = np.random.default_rng(5).integers(0, 256, (9, 13), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'g.png'), gray)
+    assert main([str(tmp_path / 'g.png'), '-c', str(tmp_path / 'gray.pth'), '-o', str(tmp_path / 'out.png')]) == 0
+    got = cv2.imread(str(tmp_path / 'out.png'), cv2.IMREAD_UNCHANGED)
+    with torch.no_grad():
+        want = to8(net(torch.from_numpy(gray.astype(np.float32) / 255)[None, None])[0, 0].numpy())
+    assert got.shape == (18, 26) and np.abs(got.astype(int) - want).max() <= 1

@@ -32,6 +32,7 @@ class Upscaler:
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
         self.scale, self.device, self.dtype = loaded.scale, torch.device(device), PRECISIONS[precision]
+        self.channels = loaded.channels
         self.precision = precision
         model = loaded.model.to(self.device, self.dtype).eval()
         self.predictor = Predictor(model, loaded.scale, tile=tile, tile_overlap=tile_overlap,
@@ -41,7 +42,7 @@ class Upscaler:
         """Run the network once on a small input: an unsupported precision or device is one error line
         before any image is read (e.g. fp16 convolutions on a CPU build without them)."""
         side = max(8, self.predictor.multiple)
-        x = torch.rand(1, 3, side, side, device=self.device, dtype=self.dtype)
+        x = torch.rand(1, self.channels, side, side, device=self.device, dtype=self.dtype)
         try:
             out = self.predictor(x)
         except (RuntimeError, NotImplementedError) as err:
@@ -54,10 +55,13 @@ class Upscaler:
 
     @torch.no_grad()
     def rgb(self, rgb):
-        """HxWx3 float RGB in [0, 1] -> (H*s)x(W*s)x3 float32 (not clamped)."""
+        """HxWx3 float RGB in [0, 1] -> (H*s)x(W*s)x3 float32 (not clamped).  A gray network gets the
+        channel mean (a gray file's own level) and its output is repeated to three channels."""
+        if self.channels == 1:
+            rgb = rgb.mean(axis=2, keepdims=True)
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device, self.dtype)
-        sr = self.predictor(x)
-        return sr[0].float().cpu().numpy().transpose(1, 2, 0)
+        sr = self.predictor(x)[0].float().cpu().numpy().transpose(1, 2, 0)
+        return np.repeat(sr, 3, axis=2) if sr.shape[2] == 1 else sr
 
     def alpha(self, alpha):
         """HxW alpha -> (H*s)x(W*s), bicubic, clipped to [0, 1]."""

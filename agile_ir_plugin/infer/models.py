@@ -33,6 +33,7 @@ class Loaded:
     kwargs: dict = field(default_factory=dict)
     weights: str = ''
     pad_multiple: int = None  # H and W padded to a multiple of this before the network (None: its own)
+    channels: int = 3  # colour channels the network takes and gives (1: gray networks)
 
     def describe(self):
         args = ', '.join(f'{k}={v}' for k, v in self.kwargs.items())
@@ -84,7 +85,10 @@ def _detected(state_dict, path, only=None):
         raise CheckpointError(f'{path}: spandrel cannot tell its architecture ({type(err).__name__}: '
                               f'{str(err).splitlines()[0][:160] if str(err) else "no detail"}); name it with '
                               '--arch NAME.') from None
-    return desc.model, int(desc.scale), f'{desc.architecture.name} (spandrel)', {}
+    if (desc.input_channels, desc.output_channels) not in ((3, 3), (1, 1)):
+        raise CheckpointError(f'{path}: a {desc.architecture.name} network with {desc.input_channels} input and '
+                              f'{desc.output_channels} output channels; infer takes RGB or gray networks.')
+    return desc.model, int(desc.scale), f'{desc.architecture.name} (spandrel)', {'channels': desc.input_channels}
 
 
 def _built(arch, arch_args, scale, state_dict, path, used):
@@ -118,6 +122,12 @@ def _window_of(arch, kwargs):
     return window if arch not in ARCHS and isinstance(window, int) and window > 1 else None
 
 
+def _channels_of(kwargs):
+    """1 for a network named with one input channel (``in_chans`` / ``num_in_ch`` ... = 1), else 3."""
+    keys = ('in_chans', 'num_in_ch', 'in_channels', 'inp_channels', 'in_nc')
+    return 1 if any(kwargs.get(k) == 1 for k in keys) else 3
+
+
 def _our_arch_id(arch):
     from .. import spandrel_support
     return next((i for i, spec in spandrel_support.SPECS.items() if spec[0] == arch or i == arch), None)
@@ -141,4 +151,5 @@ def load_model(checkpoint, arch=None, scale=None, arch_args=None, param_key=None
         raise CheckpointError(f'{path} is a x{found_scale} {name} checkpoint, not x{scale}: drop --scale or use a '
                               f'x{scale} checkpoint (infer never rescales a checkpoint of another scale).')
     pad = _window_of(arch, kwargs) if arch and not ours else None
-    return Loaded(model.eval(), found_scale, name, kwargs, used, pad)
+    channels = kwargs.pop('channels', 3) if not arch else _channels_of(kwargs)
+    return Loaded(model.eval(), found_scale, name, kwargs, used, pad, channels)
