@@ -88,7 +88,12 @@ def _detected(state_dict, path, only=None):
     if (desc.input_channels, desc.output_channels) not in ((3, 3), (1, 1)):
         raise CheckpointError(f'{path}: a {desc.architecture.name} network with {desc.input_channels} input and '
                               f'{desc.output_channels} output channels; infer takes RGB or gray networks.')
-    return desc.model, int(desc.scale), f'{desc.architecture.name} (spandrel)', {'channels': desc.input_channels}
+    size = desc.size_requirements  # spandrel's own padding rule for the network
+    if size.square:
+        raise CheckpointError(f'{path}: {desc.architecture.name} takes square inputs only; infer does not pad to '
+                              'squares.')
+    return desc.model, int(desc.scale), f'{desc.architecture.name} (spandrel)', {
+        'channels': desc.input_channels, 'pad_multiple': size.multiple_of if size.multiple_of > 1 else None}
 
 
 def _built(arch, arch_args, scale, state_dict, path, used):
@@ -150,6 +155,8 @@ def load_model(checkpoint, arch=None, scale=None, arch_args=None, param_key=None
     if scale is not None and found_scale != scale:
         raise CheckpointError(f'{path} is a x{found_scale} {name} checkpoint, not x{scale}: drop --scale or use a '
                               f'x{scale} checkpoint (infer never rescales a checkpoint of another scale).')
-    pad = _window_of(arch, kwargs) if arch and not ours else None
-    channels = kwargs.pop('channels', 3) if not arch else _channels_of(kwargs)
+    if arch:
+        pad, channels = (None if ours else _window_of(arch, kwargs)), _channels_of(kwargs)
+    else:  # spandrel's channels and size rule (ours: RGB, any size)
+        pad, channels = kwargs.pop('pad_multiple', None), kwargs.pop('channels', 3)
     return Loaded(model.eval(), found_scale, name, kwargs, used, pad, channels)
