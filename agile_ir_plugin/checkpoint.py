@@ -271,8 +271,7 @@ def load_state_dict_exact(model, state_dict, path='checkpoint', used_key='', bui
             if other is not None:
                 hint = f' It is a x{other} checkpoint and the network is x{scale}: use a x{scale} checkpoint.'
         raise CheckpointError(f'{where} does not fit {type(model).__name__}: {problem}.{hint}')
-    # ESC / ESCFP override load_state_dict to resize a sub-pixel conv: the shapes match, so it doesn't
-    torch.nn.Module.load_state_dict(model, state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=True)
     return used_key
 
 

@@ -47,8 +47,11 @@ Differences from the official code (none changes the function or the checkpoint 
   three hidden maps (``_FFNMiddle`` recomputes the GELU between them) and the window attention's
   gathered position bias is gathered again in backward instead of kept (``_RegatheredBias``);
   ESC x4 at 1x3x64x64: 386 -> 265 MiB kept, 0.28x the official Naive path's 938 MiB;
-- ``load_state_dict`` resizes a checkpoint's ``to_img`` (sub-pixel) conv to this scale as the
-  official code does, so x3/x4 training starts from the x2 ``params_ema`` (``resize_to_img``).
+- x3/x4 training can start from the x2 ``params_ema`` as the official code does: the
+  checkpoint's ``to_img`` (sub-pixel) conv is resized to this scale by ``resize_state_dict`` (see
+  ``resize_to_img``), only when asked (BasicSR options: ``path.resize_pretrain_g: true``).  A plain
+  ``load_state_dict`` of a checkpoint of another scale is a size-mismatch error, never a silent
+  resize.
 """
 import logging
 
@@ -450,22 +453,25 @@ def resize_to_img(state_dict, scale, prefix='to_img.'):
     return state_dict
 
 
-class _ResizingLoad:
-    """``load_state_dict`` that first resizes ``to_img`` to this network's scale (x2 -> x3/x4)."""
+class _ExplicitResize:
+    """``resize_state_dict``: a checkpoint of another scale made to fit, for callers that ask for it."""
 
-    def load_state_dict(self, state_dict, strict=True, assign=False):
+    def resize_state_dict(self, state_dict):
+        """``state_dict`` with its ``to_img`` resized to this network's scale (x2 -> x3/x4); unchanged
+        when it already fits.  ``load_state_dict`` never does this by itself."""
         weight = state_dict.get('to_img.weight')
-        if weight is not None and weight.shape[0] != 3 * self.upscaling_factor ** 2:
-            src = round((weight.shape[0] // 3) ** 0.5)
-            logger.info('Resizing to_img from x%d to x%d (sub-pixel weights, bilinear)', src, self.upscaling_factor)
-            state_dict = resize_to_img(state_dict, self.upscaling_factor)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if weight is None or weight.shape[0] == 3 * self.upscaling_factor ** 2:
+            return state_dict
+        src = round((weight.shape[0] // 3) ** 0.5)
+        logger.info('Resizing to_img from x%d to x%d (sub-pixel weights, bilinear), as asked', src,
+                    self.upscaling_factor)
+        return resize_to_img(state_dict, self.upscaling_factor)
 
 
 # ------------------------------------------------------------------------------------------------
 # networks
 # ------------------------------------------------------------------------------------------------
-class ESC(_ResizingLoad, nn.Module):
+class ESC(_ExplicitResize, nn.Module):
     """ESC / ESC-light (``n_blocks=3``) for x``upscaling_factor`` super-resolution.
 
     Args (official names): dim, pdim (channels ConvAttn mixes), kernel_size (shared dense kernel),
@@ -520,7 +526,7 @@ class ESC(_ResizingLoad, nn.Module):
         return F.pixel_shuffle(self.to_img(feat) + x.repeat_interleave(s * s, dim=1), s)
 
 
-class ESCFP(_ResizingLoad, nn.Module):
+class ESCFP(_ExplicitResize, nn.Module):
     """ESC-FP: ESC with the decomposed ConvAttn (shared 1x1 ``lk_channel`` + depthwise
     ``lk_spatial`` fused with the dynamic kernel), LayerNorm before each ConvFFN and at the end,
     and a bicubic skip.  Same arguments as ``ESC`` (official defaults dim 48, 3 heads)."""

@@ -27,6 +27,7 @@ from .data_order import create_train_val_dataloader, get_rng_states, make_prefet
 from .faults import FaultInjector
 from .guards import GuardedSteps, StepGuard, StopRequest, any_rank
 from .precision import build_precision
+from .pretrained import ExactPretrainedLoads
 from .progress import Progress, run_log_file
 from .report import COMPARISON_FILE, CURVE_FILE, bicubic_metrics, log_summary, write_comparison, write_curve
 from .preflight import InputError, run_preflight
@@ -61,7 +62,7 @@ def build_training_model(opt, writer, guard, logger):
 
     from basicsr.utils.registry import MODEL_REGISTRY
     cls = MODEL_REGISTRY.get(opt['model_type'])
-    trained = type(cls.__name__, (VerifiedSaves, GuardedSteps, cls),
+    trained = type(cls.__name__, (VerifiedSaves, GuardedSteps, ExactPretrainedLoads, cls),
                    {'checkpoint_writer': writer, 'step_guard': guard, '__module__': cls.__module__})
     model = trained(deepcopy(opt))
     guard.ensure_attached(model.optimizers, logger)

@@ -121,12 +121,12 @@ def _basicsr_weights(ckpt, param_key, path, name):
     raise CheckpointError(f'{path!r} has no {param_key!r} weights that BasicSR can load (it holds {have}); {fix}.')
 
 
-def _resizes_to(net, sd, scale):
-    """True when ``net`` resizes a sub-pixel upsampler on load (ESC, ESCFP) and ``sd`` fits it after that."""
-    from ..archs.esc_arch import _ResizingLoad, resize_to_img
-    if not isinstance(net, _ResizingLoad) or 'to_img.weight' not in sd:
+def _resizes_to(net, sd):
+    """True when ``net`` can resize a checkpoint of another scale (ESC, ESCFP: ``resize_state_dict``)
+    and ``sd`` fits it after that."""
+    if not hasattr(net, 'resize_state_dict'):
         return False
-    return not any(diff_state_dict(net.state_dict(), resize_to_img(sd, scale)))
+    return not any(diff_state_dict(net.state_dict(), net.resize_state_dict(sd)))
 
 
 def _compare(f, where, what, name, net_opt, net, sd, tool, strict, resize):
@@ -141,7 +141,7 @@ def _compare(f, where, what, name, net_opt, net, sd, tool, strict, resize):
     if other is not None:
         s = net_opt[key]
         line = f'{where}: {what} is a x{other} checkpoint, the options say x{s} (network_{name}.{key})'
-        if resize and tool == 'train' and _resizes_to(net, sd, s):
+        if resize and tool == 'train' and _resizes_to(net, sd):
             f.warn(line + f': resized on load as path.resize_pretrain_{name} asks.')
             return
         if resize and tool == 'train':

@@ -354,7 +354,9 @@ def test_x2_checkpoint_initialises_x4_like_the_official_code():
     x2 = randomize(ESC(upscaling_factor=2, **TINY))
     sd = x2.state_dict()
     x4 = ESC(upscaling_factor=4, **TINY)
-    x4.load_state_dict(sd, strict=True)  # to_img resized on the way in
+    with pytest.raises(RuntimeError, match='size mismatch for to_img'):
+        x4.load_state_dict(sd, strict=True)  # never resized without being asked
+    x4.load_state_dict(x4.resize_state_dict(sd), strict=True)
     new = x4.state_dict()
     for k in sd:
         if not k.startswith('to_img.'):
