@@ -336,13 +336,14 @@ def plot(rows, path):
     diffs = [r for r in rows if 'diff_mean' in r]
     if not diffs:
         return None
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    labels = [f"{r['model']}\n{r['dataset']}" for r in diffs]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    short = {'Restormer+GLMHA (paper preset)': 'GLMHA paper', 'Restormer+GLMHA (default)': 'GLMHA default'}
+    labels = [f"{short.get(r['model'], r['model'])}\n{r['dataset']}" for r in diffs]
     ax.bar(range(len(diffs)), [r['diff_mean'] for r in diffs], yerr=[r['diff_std'] for r in diffs], capsize=3,
            color=['C0' if r['pair'] == 'sr' else 'C1' for r in diffs])
     ax.axhline(0, color='k', lw=0.8)
-    ax.set_xticks(range(len(diffs)), labels, fontsize=6)
-    ax.set_ylabel('PSNR difference vs host (dB)')
+    ax.set_xticks(range(len(diffs)), labels, fontsize=7)
+    ax.set_ylabel('PSNR vs host (dB)')
     ax.set_title('Quality proxies: mean +- std over seeds (small-scale, not DIV2K)', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
