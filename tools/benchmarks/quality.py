@@ -401,6 +401,8 @@ def main(args):
     png = plot(rows, out_dir / 'quality.png')
     if png:
         md += '\n![PSNR differences](quality.png)\n'
+    # the report is a function of quality_runs.json and has no timings: no "versus the previous run"
+    (out_dir / 'quality.json').unlink(missing_ok=True)
     paths = write_results('quality', meta, rows, md, out_dir)
     print(md)
     print('wrote', *paths, png or '')
