@@ -49,7 +49,7 @@ Differences from the official code (none changes the function or the checkpoint 
   ESC x4 at 1x3x64x64: 386 -> 265 MiB kept, 0.28x the official Naive path's 938 MiB;
 - x3/x4 training can start from the x2 ``params_ema`` as the official code does: the
   checkpoint's ``to_img`` (sub-pixel) conv is resized to this scale by ``resize_state_dict`` (see
-  ``resize_to_img``), only when asked (BasicSR options: ``path.resize_pretrain_g: true``).  A plain
+  ``resize_to_img``), only when asked (BasicSR options: ``train.resize_pretrain_g: true``).  A plain
   ``load_state_dict`` of a checkpoint of another scale is a size-mismatch error, never a silent
   resize.
 """

@@ -49,8 +49,10 @@ PLUGIN = {
                 'mat_key', 'rgb_norm', 'bgr2rgb', 'stride', 'use_flip',  # data/hsi_dataset.py
                 'gt_sizes', 'iters', 'mini_batch_sizes'},  # models/image_restoration_model.py (progressive)
     'path': set(),
-    # path.resize_pretrain_<net>: true asks for a checkpoint of another scale to be resized (ESC x2 -> x4)
-    'path_prefixes': {'resize_pretrain_'},
+    # train.resize_pretrain_<net>: true asks for a checkpoint of another scale to be resized (ESC x2 -> x4;
+    # basicsr/pretrained.py).  Not under path: BasicSR's make_exp_dirs makes a folder of every path value
+    # it does not know (TypeError on a bool) and parse_options expanduser()s pretrain_network* keys.
+    'train_net_prefixes': {'resize_pretrain_'},
     'train': {'amp', 'max_bad_steps',  # the trainer's precision and non-finite guards
               'grad_clip_norm', 'use_grad_clip'},  # models/image_restoration_model.py
     'val': set(),

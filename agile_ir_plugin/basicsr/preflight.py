@@ -11,7 +11,7 @@ and exit 1).  Checked:
 - values: optimizers and the scheduler are built on a dummy parameter (torch's own checks: negative
   lr, betas ...), sizes and frequencies are positive integers, cosine periods cover ``total_iter``;
 - the network is built once; ``path.pretrain_network_<net>`` must fit it exactly (a checkpoint of
-  another scale is refused unless ``path.resize_pretrain_<net>: true`` asks for ESC's x2 -> x3/x4
+  another scale is refused unless ``train.resize_pretrain_<net>: true`` asks for ESC's x2 -> x3/x4
   resize; a partial load is refused in test and leaderboard); a state being resumed must fit the
   network options;
 - the data (``preflight_data``), the output folders (writable) and free disk for one checkpoint.
@@ -89,7 +89,7 @@ def check_pretrained(opt, tool, nets, f):
             continue
         strict = paths.get(f'strict_load_{name}', True)
         param_key = paths.get(f'param_key_{name}', 'params')
-        resize = paths.get(f'resize_pretrain_{name}', False) is True
+        resize = (opt.get('train') or {}).get(f'resize_pretrain_{name}', False) is True
         try:
             ckpt = load_checkpoint(ckpt_path)
             if tool == 'leaderboard':  # loaded through the converter: any layout
@@ -133,7 +133,7 @@ def _compare(f, where, what, name, net_opt, net, sd, tool, strict, resize):
     expected = net.state_dict()
     if not any(diff_state_dict(expected, sd)):
         if resize:
-            f.warn(f'path.resize_pretrain_{name}: the checkpoint is already x{net_opt.get(_scale_key(net_opt))}: '
+            f.warn(f'train.resize_pretrain_{name}: the checkpoint is already x{net_opt.get(_scale_key(net_opt))}: '
                    'nothing to resize.')
         return
     key = _scale_key(net_opt)
@@ -142,13 +142,13 @@ def _compare(f, where, what, name, net_opt, net, sd, tool, strict, resize):
         s = net_opt[key]
         line = f'{where}: {what} is a x{other} checkpoint, the options say x{s} (network_{name}.{key})'
         if resize and tool == 'train' and _resizes_to(net, sd):
-            f.warn(line + f': resized on load as path.resize_pretrain_{name} asks.')
+            f.warn(line + f': resized on load as train.resize_pretrain_{name} asks.')
             return
         if resize and tool == 'train':
-            f.error(line + f'; path.resize_pretrain_{name} asks for a resize, which {net_opt["type"]} cannot do '
+            f.error(line + f'; train.resize_pretrain_{name} asks for a resize, which {net_opt["type"]} cannot do '
                            '(ESC and ESCFP can).')
         elif tool == 'train':
-            f.error(line + f'; use a x{s} checkpoint, or set path.resize_pretrain_{name}: true to start from it '
+            f.error(line + f'; use a x{s} checkpoint, or set train.resize_pretrain_{name}: true to start from it '
                            'with the upsampler resized (the paper\'s x2 -> x3/x4 recipe).')
         else:
             f.error(line + f'; evaluate it with x{other} options, or use a x{s} checkpoint.')

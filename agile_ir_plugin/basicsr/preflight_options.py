@@ -89,7 +89,8 @@ def check_keys(opt, f):
     if isinstance((opt.get('logger') or {}).get('wandb'), dict):
         _check_section(f, 'logger.wandb.', opt['logger']['wandb'], valid_keys('wandb'))
     train = opt.get('train') if isinstance(opt.get('train'), dict) else {}
-    _check_section(f, 'train.', train, valid_keys('train'), prefixes=valid_keys('train_prefixes'),
+    train_per_net = {p + n for p in valid_keys('train_net_prefixes') for n in nets}  # resize_pretrain_g
+    _check_section(f, 'train.', train, valid_keys('train') | train_per_net, prefixes=valid_keys('train_prefixes'),
                    suffixes=valid_keys('train_suffixes'))
     for key, sub in train.items():
         if key.endswith('_opt') and isinstance(sub, dict) and 'type' in sub:

@@ -6,7 +6,7 @@ class.  Its ``load_network`` replaces BasicSR's (``torch.load`` + ``load_state_d
 plugin's converter: ``weights_only`` loading, every checkpoint layout (BasicSR, official, MMagic,
 bare), every tensor loaded or one ``CheckpointError`` line.  A checkpoint of another scale is made
 to fit (``net.resize_state_dict``: ESC / ESCFP's sub-pixel ``to_img``, the paper's x2 -> x3/x4
-recipe) only when ``path.resize_pretrain_<net>: true`` names this network; the preflight has
+recipe) only when ``train.resize_pretrain_<net>: true`` names this network; the preflight has
 already refused every other case before anything was written.
 """
 from ..checkpoint import extract_state_dict, load_checkpoint, load_state_dict_exact
@@ -14,8 +14,8 @@ from ..checkpoint import extract_state_dict, load_checkpoint, load_state_dict_ex
 
 class ExactPretrainedLoads:
     def _resize_asked(self, load_path):
-        paths = self.opt.get('path') or {}
-        return any(paths.get(key) == load_path and paths.get(f'resize_pretrain_{key[len("pretrain_network_"):]}')
+        paths, train = self.opt.get('path') or {}, self.opt.get('train') or {}
+        return any(paths.get(key) == load_path and train.get(f'resize_pretrain_{key[len("pretrain_network_"):]}')
                    is True for key in paths if key.startswith('pretrain_network_'))
 
     def load_network(self, net, load_path, strict=True, param_key='params'):

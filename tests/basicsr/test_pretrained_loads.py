@@ -18,10 +18,10 @@ class Model(ExactPretrainedLoads, SRModel):
     pass
 
 
-def _opt(path, **paths):
+def _opt(path, **train):
     net = dict(type='ESC', upscaling_factor=4, **TINY)
-    return {'num_gpu': 0, 'is_train': False, 'dist': False, 'network_g': net,
-            'path': {'pretrain_network_g': str(path), 'param_key_g': 'params', 'strict_load_g': True, **paths}}
+    return {'num_gpu': 0, 'is_train': False, 'dist': False, 'network_g': net, 'train': train,
+            'path': {'pretrain_network_g': str(path), 'param_key_g': 'params', 'strict_load_g': True}}
 
 
 @pytest.fixture

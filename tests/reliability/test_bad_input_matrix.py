@@ -151,7 +151,7 @@ CASES = {
     'wrong_template': ('train', edits(('datasets.train.filename_tmpl', '{}_x4')), [['no LR image for HR', "filename_tmpl '{}_x4'"]]),
     # --- train: checkpoints -----------------------------------------------------------------
     'x2_checkpoint_in_x4': ('train', edits(('path.pretrain_network_g', at('esc_x2.pth'))),
-                            [["esc_x2.pth' [params] is a x2 checkpoint, the options say x4 (network_g.upscaling_factor)", 'path.resize_pretrain_g: true']]),
+                            [["esc_x2.pth' [params] is a x2 checkpoint, the options say x4 (network_g.upscaling_factor)", 'train.resize_pretrain_g: true']]),
     'absent_param_key': ('train', edits(('path.pretrain_network_g', at('esc_x4.pth')), ('path.param_key_g', 'params_ema')),
                          [["has no 'params_ema' weights that BasicSR can load (it holds params)"]]),
     'ema_only_checkpoint': ('train', edits(('path.pretrain_network_g', at('esc_x4_ema_only.pth'))),
@@ -161,7 +161,7 @@ CASES = {
     'truncated_checkpoint': ('train', edits(('path.pretrain_network_g', at('cut.pth'))), [['cut.pth is truncated or corrupt']]),
     'raw_pickle_checkpoint': ('train', edits(('path.pretrain_network_g', at('raw.pkl'))), [['raw.pkl is a raw Python pickle', 'AGILE_IR_ALLOW_PICKLE=1']]),
     'checkpoint_not_found': ('train', edits(('path.pretrain_network_g', at('nope.pth'))), [['checkpoint not found', 'nope.pth']]),
-    'resize_asked_on_a_fitting_arch_typo': ('train', edits(('path.resize_pretrain_gg', True)), [["path.resize_pretrain_gg: unknown option; did you mean 'resize_pretrain_g'?"]]),
+    'resize_asked_on_a_fitting_arch_typo': ('train', edits(('train.resize_pretrain_gg', True)), [["train.resize_pretrain_gg: unknown option; did you mean 'resize_pretrain_g'?"]]),
     # --- train: several problems at once ----------------------------------------------------
     'three_problems_at_once': ('train', edits(('train.optim_g.lr', -1.0), ('datasets.train.use_hflp', True),
                                               ('datasets.train.dataroot_lq', at('nowhere'))),
@@ -299,10 +299,11 @@ def test_a_good_case_passes_the_preflight(base):
     assert run_preflight(opt, 'train') == []
     assert run_preflight(eval_opt(base), 'test') == []
     assert run_preflight(eval_opt(base), 'leaderboard') == []
-    opt['path'].update(pretrain_network_g=str(base / 'esc_x2.pth'), resize_pretrain_g=True)
+    opt['path']['pretrain_network_g'] = str(base / 'esc_x2.pth')
+    opt['train']['resize_pretrain_g'] = True
     assert run_preflight(opt, 'train') == [f"path.pretrain_network_g: '{base / 'esc_x2.pth'}' [params] is a x2 "
                                            'checkpoint, the options say x4 (network_g.upscaling_factor): resized on '
-                                           'load as path.resize_pretrain_g asks.']
+                                           'load as train.resize_pretrain_g asks.']
 
 
 def test_resume_after_the_network_options_changed(base, tmp_path, monkeypatch, capsys):

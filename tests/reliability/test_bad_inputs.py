@@ -112,7 +112,7 @@ def test_checkpoint_trained_for_another_scale(case):
     root, data, opt = case
     opt['path']['pretrain_network_g'] = str(_save_swinir(root / 'x2.pth', 2))
     expect_error(root, opt, 'path.pretrain_network_g:', "x2.pth' [params] is a x2 checkpoint, the options say x4 "
-                 '(network_g.upscale)', 'path.resize_pretrain_g: true')
+                 '(network_g.upscale)', 'train.resize_pretrain_g: true')
 
 
 def test_checkpoint_with_params_ema_only(case):
