@@ -25,6 +25,7 @@ def free_port():
 
 
 def test_fixes_are_applied_once_and_idempotent():
+    import basicsr  # noqa: F401  (import agile_ir_plugin applies the fixes when BasicSR is first imported)
     before = list(compat.FIXES)
     compat.apply_basicsr_fixes()
     compat.apply_basicsr_fixes()
