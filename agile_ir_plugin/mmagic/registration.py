@@ -1,4 +1,7 @@
-"""Registration of the plugin's archs into MMagic's model registry (see the package docstring)."""
+"""Registration of the plugin's archs (and spectral components) into MMagic's registries (see the
+package docstring)."""
+from mmagic.registry import DATASETS as MMAGIC_DATASETS
+from mmagic.registry import METRICS as MMAGIC_METRICS
 from mmagic.registry import MODELS as MMAGIC_MODELS
 from mmengine.registry import Registry
 
@@ -10,6 +13,8 @@ SCOPE = 'agile_ir'  # the alias scheme of the BasicSR registries too: type='agil
 # (BaseEditModel builds its generator with mmagic.registry.MODELS), and a plain `type='X'` looked
 # up here falls back to MMagic's own models.  Created once per interpreter (module import cache).
 MODELS = Registry('model', parent=MMAGIC_MODELS, scope=SCOPE)
+DATASETS = Registry('dataset', parent=MMAGIC_DATASETS, scope=SCOPE)  # likewise for the spectral components
+METRICS = Registry('metric', parent=MMAGIC_METRICS, scope=SCOPE)
 
 
 def registered_names():
@@ -32,4 +37,20 @@ def register_all():
     if 'BaseEditModel' not in MODELS._module_dict:  # only under the scope: MMagic's own keeps its name
         from .model import AgileEditModel
         MODELS.register_module(name='BaseEditModel', module=AgileEditModel)
+    _register_spectral()
     return registered_names()
+
+
+def _register_spectral():
+    """agile_ir_plugin.mmagic.spectral's dataset, loss, preprocessor and metric: always under the scope
+    (`type='agile_ir.SpectralMetrics'`), under the plain name too where MMagic has none of that name."""
+    from .spectral import COMPONENTS
+    ours = {'dataset': (DATASETS, MMAGIC_DATASETS), 'model': (MODELS, MMAGIC_MODELS),
+            'metric': (METRICS, MMAGIC_METRICS)}
+    for kind, name, cls in COMPONENTS:
+        scoped, mmagic = ours[kind]
+        mmagic.import_from_location()
+        if name not in scoped._module_dict:
+            scoped.register_module(name=name, module=cls)
+        if name not in mmagic._module_dict:
+            mmagic.register_module(name=name, module=cls)
