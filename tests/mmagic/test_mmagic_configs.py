@@ -34,7 +34,10 @@ OPTIONS = {
     'configs/restormer/restormer-glmha_c48_8xb8-lr3e-4-300k_rain13k.py': 'train_restormer_glmha_derain.yml',
     'configs/restormer/restormer_c48_8xb8-lr3e-4-300k_gopro.py': 'train_restormer_deblur.yml',
     'configs/restormer/restormer-glmha_c48_8xb8-lr3e-4-300k_gopro.py': 'train_restormer_glmha_deblur.yml',
+    'configs/mst_plusplus/mst-plusplus_s3c31_1xb20-lr4e-4-300k_arad1k.py': 'train_mstpp_ntire.yml',
+    'configs/mst_plusplus/mst-plusplus-glmha_s3c31_1xb20-lr4e-4-300k_arad1k.py': 'train_mstpp_glmha_ntire.yml',
 }
+GLOBAL_BATCH = {'mst-plusplus': 20, 'mst-plusplus-glmha': 20}  # MST++'s recipe: 20 on one GPU; the rest: 64
 NOT_MODEL_ARGS = {'type', 'attn_backend'}  # the registry name; our backend choice (default 'auto')
 
 
@@ -88,14 +91,17 @@ def built(tmp_path_factory):
             with torch.no_grad():  # the scale the network really has: an 8 x 16 input
                 shape = list(gen(torch.rand(1, 3, 8, 16)).shape)
             train = {{t['type']: t for t in cfg.train_dataloader.dataset.pipeline}}
+            spectral = 'PairedRandomCrop' not in train  # MST++: patches cut by the dataset, scale 1
             out[path] = dict(
                 missing=missing, model=type(model).__name__, generator=type(gen).__module__ + '.' + type(gen).__name__,
                 generator_cfg=cfg.model.generator.to_dict(), out_shape=shape,
                 params=sum(p.numel() for p in gen.parameters()), optimizer=cfg.optim_wrapper.optimizer.to_dict(),
                 clip_grad=cfg.optim_wrapper.get('clip_grad', None),
                 max_iters=cfg.train_cfg.max_iters, scope=cfg.default_scope, imports=cfg.custom_imports['imports'],
-                scale=cfg.get('scale', 1), set_scale=train['SetValues']['dictionary']['scale'],
-                gt_patch_size=train['PairedRandomCrop']['gt_patch_size'], batch=cfg.train_dataloader.batch_size,
+                scale=cfg.get('scale', 1), set_scale=1 if spectral else train['SetValues']['dictionary']['scale'],
+                gt_patch_size=(cfg.train_dataloader.dataset.patch_size if spectral
+                               else train['PairedRandomCrop']['gt_patch_size']),
+                batch=cfg.train_dataloader.batch_size, pixel_loss=cfg.model.pixel_loss.type,
                 lr_prefixes=[l.dataset.data_prefix['img'] for l in loaders],
                 metrics=[m for e in evaluators for m in e['metrics'] if m['type'] in ('PSNR', 'SSIM')],
                 schedulers=[s.to_dict() for s in schedulers],
@@ -119,7 +125,7 @@ def test_config_named_in_mmagic_convention(path):
     train = opt['datasets']['train']
     gpus = int(match['gpus'])
     assert int(match['batch']) == train['batch_size_per_gpu']
-    assert gpus * int(match['batch']) == 64  # the recipes' global batch
+    assert gpus * int(match['batch']) == GLOBAL_BATCH.get(match['algo'], 64)  # the recipes' global batch
     assert int(match['iters']) * 1000 == opt['train']['total_iter']
     if match['lr']:
         assert float(match['lr']) == float(opt['train']['optim_g']['lr'])
@@ -138,7 +144,7 @@ def test_config_builds_with_registered_components(built, path):
 @pytest.mark.parametrize('path', CONFIGS)
 def test_scale_matches_name(built, path):
     info, scale = built[path], name_scale(path)
-    assert info['out_shape'] == [1, 3, 8 * scale, 16 * scale]
+    assert info['out_shape'] == [1, info['generator_cfg'].get('out_channels', 3), 8 * scale, 16 * scale]
     assert info['scale'] == info['set_scale'] == scale
     if scale > 1:  # bicubic LR folders and the border cropped before scoring, as BasicSR
         assert all(prefix.endswith(f'X{scale}') for prefix in info['lr_prefixes'])
@@ -160,6 +166,7 @@ def test_config_follows_its_options(built, path):
     assert list(info['optimizer']['betas']) == optim['betas']
     assert info['optimizer']['weight_decay'] == float(optim.get('weight_decay', 0))
     assert info['max_iters'] == train['total_iter']
+    assert info['pixel_loss'].rsplit('.', 1)[-1] == train['pixel_opt']['type']
     assert info['batch'] == data.get('mini_batch_sizes', [data['batch_size_per_gpu']])[0]
     assert info['gt_patch_size'] == data.get('gt_sizes', [data['gt_size']])[0]  # progressive: first stage
     assert info['ema'] == ([pytest.approx(1 - train['ema_decay'])] if train.get('ema_decay') else [])
@@ -171,6 +178,11 @@ def test_config_follows_its_options(built, path):
         assert [(s['milestones'], s['gamma']) for s in steps] == [(sched['milestones'], sched['gamma'])]
         warm = [s for s in info['schedulers'] if s['type'] == 'LinearLR']
         assert [s['end'] for s in warm] == ([train['warmup_iter']] if train.get('warmup_iter', -1) > 0 else [])
+    elif sched['type'] == 'CosineAnnealingRestartLR':  # one cycle from 0: torch's CosineAnnealingLR
+        (cosine,) = info['schedulers']
+        assert sched['periods'] == [train['total_iter']] and sched['restart_weights'] == [1]
+        assert (cosine['type'], cosine['T_max'], cosine['eta_min'], cosine['begin']) == (
+            'CosineAnnealingLR', sched['periods'][0], float(sched['eta_min']), 0)
     else:  # CosineAnnealingRestartCyclicLR [92k, 208k] with eta_mins [lr, 1e-6]: constant, then cosine
         constant, cosine = info['schedulers']
         assert constant['type'] == 'ConstantLR' and constant['end'] == sched['periods'][0]
