@@ -130,6 +130,90 @@ def _norm_fc1_gelu(x, norm_w, norm_b, fc1_w, fc1_b):
     return F.gelu(F.linear(_layer_norm(x, norm_w, norm_b), fc1_w, fc1_b))
 
 
+class _WindowAttentionProj(torch.autograd.Function):
+    """``proj(window attention(qkv))`` of GSWA with the naive (materialised) softmax, keeping only
+    ``qkv`` (and the parameters) for backward: what ``prefix_linear(_attend, ...)`` computes with
+    the ``naive`` backend, with a hand-written backward instead of autograd over a re-run.
+
+    ``qkv``: (B, nW, N, g * (2 * hg * dq + hg * dv)) windows, per group ``[q_g | k_g | v_g]``;
+    ``table``: (L, heads) relative-position bias table gathered by ``index`` (N * N,);
+    ``mask``: None (regular windows) or the (nW, N, N) shift mask (no gradient);
+    ``dims``: (heads, groups, dq, dv).  Heads run as one batch of ``B * nW * heads`` (N x N)
+    matrices, the bias is added and the softmax (and its backward) taken in place.  Operand
+    layouts are chosen for CPU BLAS: a batched ``(N x N) @ (N x d)`` product with a thin ``d``
+    (5 or 10 here) is 2-3x faster when the ``(N x d)`` operand is the transpose of a contiguous
+    ``(d x N)`` tensor, so K, V and the output gradient are kept transposed (``k^T``, ``v^T``,
+    ``dO^T`` contiguous) and ``dV`` is computed as ``dV^T = dO^T @ P``.
+    """
+
+    @staticmethod
+    def _probs(qkv, table, mask, index, dims, scale):
+        """q * scale (B', N, dq), k^T (B', dq, N), v^T (B', dv, N), softmax probabilities (B', N, N)."""
+        b, nw, n, _ = qkv.shape
+        heads, groups, dq, dv = dims
+        hg = heads // groups
+        per = qkv.view(b, nw, n, groups, -1)
+        q, k, v = (t.unflatten(-1, (hg, -1)) for t in per.split([hg * dq, hg * dq, hg * dv], dim=-1))
+        q_s = torch.mul(q.permute(0, 1, 3, 4, 2, 5), scale,
+                        out=qkv.new_empty(b, nw, groups, hg, n, dq)).view(-1, n, dq)
+        k_t = k.permute(0, 1, 3, 4, 5, 2).reshape(-1, dq, n)
+        v_t = v.permute(0, 1, 3, 4, 5, 2).reshape(-1, dv, n)
+        s = torch.bmm(q_s, k_t)
+        bias = table[index].view(n, n, heads).permute(2, 0, 1)  # heads, N, N
+        if mask is None:
+            s.view(-1, heads, n, n).add_(bias)
+        else:
+            s.view(b, nw, heads, n, n).add_(mask.unsqueeze(1) + bias.unsqueeze(0))
+        return q_s, k_t, v_t, torch.ops.aten._softmax.out(s, -1, False, out=s)
+
+    @staticmethod
+    def _merge(o, b, nw, n, heads):
+        """(B', N, dv) per-head outputs -> (B * nW * N, heads * dv) merged heads."""
+        return o.view(b, nw, heads, n, -1).transpose(2, 3).reshape(b * nw * n, -1)
+
+    @staticmethod
+    def forward(ctx, qkv, table, mask, weight, bias, index, dims, scale):
+        ctx.save_for_backward(qkv, table, mask, weight, bias, index)
+        ctx.dims, ctx.scale = dims, scale
+        b, nw, n, _ = qkv.shape
+        _, _, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, index, dims, scale)
+        o = _WindowAttentionProj._merge(torch.bmm(p, v_t.transpose(1, 2)), b, nw, n, dims[0])
+        return F.linear(o, weight, bias).view(b, nw, n, -1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qkv, table, mask, weight, bias, index = ctx.saved_tensors
+        b, nw, n, _ = qkv.shape
+        heads, groups, dq, dv = ctx.dims
+        hg = heads // groups
+        q_s, k_t, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, index, ctx.dims, ctx.scale)
+        g2d = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_w = grad_b = grad_qkv = grad_table = None
+        if ctx.needs_input_grad[3]:
+            grad_w = g2d.t() @ _WindowAttentionProj._merge(torch.bmm(p, v_t.transpose(1, 2)), b, nw, n, heads)
+        if bias is not None and ctx.needs_input_grad[4]:
+            grad_b = g2d.sum(0)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            d_o_t = (g2d @ weight).view(b, nw, n, heads, dv).permute(0, 1, 3, 4, 2).reshape(-1, dv, n)  # dO^T
+            d_v_t = torch.bmm(d_o_t, p)
+            d_s = torch.bmm(d_o_t.transpose(1, 2), v_t)
+            d_s = torch.ops.aten._softmax_backward_data.out(d_s, p, -1, p.dtype, grad_input=d_s)  # d scores
+            del p
+            if ctx.needs_input_grad[1]:
+                d_bias = d_s.view(-1, heads, n, n).sum(0).permute(1, 2, 0).reshape(n * n, heads)
+                grad_table = torch.zeros_like(table).index_add_(0, index, d_bias)
+            if ctx.needs_input_grad[0]:
+                grad_qkv = qkv.new_empty(b, nw, n, groups, 2 * hg * dq + hg * dv)
+                gq, gk, gv = (t.unflatten(-1, (hg, -1)) for t in grad_qkv.split([hg * dq, hg * dq, hg * dv], -1))
+                # q_s = q * scale, s = q_s @ k^T: dq = (ds @ k) * scale, dk^T = q_s^T @ ds
+                d_q = torch.bmm(d_s, k_t.transpose(1, 2)).view(b, nw, groups, hg, n, dq)
+                torch.mul(d_q.permute(0, 1, 4, 2, 3, 5), ctx.scale, out=gq)
+                gk.copy_(torch.bmm(q_s.transpose(1, 2), d_s).view(b, nw, groups, hg, dq, n).permute(0, 1, 5, 2, 3, 4))
+                gv.copy_(d_v_t.view(b, nw, groups, hg, dv, n).permute(0, 1, 5, 2, 3, 4))
+                grad_qkv = grad_qkv.view(qkv.shape)
+        return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None
+
+
 class _PermuteTokens(torch.autograd.Function):
     """``x[:, perm]`` for ``x: (B, L, C)`` and a permutation ``perm`` of the L tokens (its inverse
     ``inv`` given): one gather forward, one gather backward (no scatter-add)."""
@@ -248,7 +332,20 @@ class GroupShiftedWindowAttention(nn.Module):
                         backend=self._backend(qkv), scale=self.scale, fallback=self.attn_fallback)
         return out.view(b, nw, heads, n, dv).transpose(2, 3).reshape(b, nw, n, self.dim)
 
+    def _hand_written(self, qkv):
+        """Whether ``_WindowAttentionProj`` runs this call: recompute on, the ``naive`` backend,
+        autograd recording a gradient, no autocast (its forward and backward run in the input's
+        dtype) and not traced (Dynamo takes the checkpoint path of ``prefix_linear``)."""
+        params = (qkv, self.relative_position_bias_table, self.proj.weight, self.proj.bias)
+        return (self.recompute and torch.is_grad_enabled() and any(t.requires_grad for t in params)
+                and self._backend(qkv) == 'naive' and not torch.is_autocast_enabled(qkv.device.type)
+                and not torch.compiler.is_compiling())
+
     def forward(self, qkv_windows, mask=None):
+        if self._hand_written(qkv_windows):
+            dims = (self.num_heads, self.num_groups, self.qk_dim // self.num_heads, self.dim // self.num_heads)
+            return _WindowAttentionProj.apply(qkv_windows, self.relative_position_bias_table, mask, self.proj.weight,
+                                              self.proj.bias, self.relative_position_index.view(-1), dims, self.scale)
         inputs = (qkv_windows, self.relative_position_bias_table, mask)
         return prefix_linear(self._attend, inputs, self.proj.weight, self.proj.bias, self.recompute)
 
