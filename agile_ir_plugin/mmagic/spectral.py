@@ -19,6 +19,8 @@ re-implemented:
   :func:`agile_ir_plugin.evaluation.spectral.spectral_scores` (what ``evaluate_spectral`` and the
   leaderboard use), averaged over the images; ``crop_border`` 128 as NTIRE 2022 validation.
 """
+import os
+
 import numpy as np
 import torch
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
@@ -63,6 +65,13 @@ class SpectralDataset(BaseDataset):
         if set(self.data_prefix) != {'img', 'gt'}:
             raise ValueError(f'SpectralDataset: data_prefix needs the keys img (RGB images) and gt (.mat cubes), '
                              f'got {sorted(self.data_prefix)}')
+        for key, role in (('gt', '.mat cubes'), ('img', 'RGB images')):
+            if not os.path.isdir(self.data_prefix[key]):
+                raise FileNotFoundError(f"SpectralDataset: the folder of the {role} (data_root + data_prefix['{key}']) "
+                                        f'does not exist: {self.data_prefix[key]!r}; set data_root in the config')
+        if self.ann_file and not os.path.isfile(self.ann_file):
+            raise FileNotFoundError(f'SpectralDataset: ann_file (the list of scenes, data_root + ann_file) does not '
+                                    f'exist: {self.ann_file!r}')
         options = dict(self.hsi_options, dataroot_gt=self.data_prefix['gt'], dataroot_lq=self.data_prefix['img'],
                        meta_info_file=self.ann_file or None)
         try:

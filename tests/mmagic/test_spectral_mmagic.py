@@ -16,11 +16,13 @@ import torch
 from conftest import REPO_ROOT
 from evaluation.test_leaderboard_spectral import BANDS, H, W, write_ntire_set
 from mmagic_helpers import last_line, requires_mmagic, run_python
+from test_mmagic_e2e import _scalars
 
 from agile_ir_plugin.archs import MSTPlusPlus
 from agile_ir_plugin.evaluation import evaluate_spectral
 
-pytestmark = [pytest.mark.mmagic, requires_mmagic]
+# one interpreter for all: 20-30 s on the 2-core machine, 12 s of it importing MMagic
+pytestmark = [pytest.mark.mmagic, pytest.mark.slow, requires_mmagic]
 
 CONFIGS = {
     'smsa': 'configs/mst_plusplus/mst-plusplus_s3c31_1xb20-lr4e-4-300k_arad1k.py',
@@ -76,6 +78,10 @@ val_set = DATASETS.build(cfg.val_dataloader.dataset)
 item = train_set[5]
 out['train'] = dict(n=len(train_set), inputs=list(item['inputs'].shape), gt=list(item['data_samples'].gt_img.shape),
                     dtype=str(item['inputs'].dtype), key=os.path.basename(item['data_samples'].gt_path))
+try:
+    DATASETS.build(dict(cfg.val_dataloader.dataset, data_root=WORK + '_nowhere'))
+except FileNotFoundError as err:
+    out['missing_data'] = str(err)
 sample = val_set[0]
 out['val'] = dict(n=len(val_set), key=os.path.basename(sample['data_samples'].img_path),
                   inputs=sample['inputs'].tolist(), gt=sample['data_samples'].gt_img.tolist())
@@ -101,11 +107,6 @@ assert train_main([TINY_PATH, '--work-dir', WORK]) == 0
 assert test_main([TINY_PATH, WORK + '/iter_4.pth', '--work-dir', WORK + '_test', '--out', WORK + '/metrics.json']) == 0
 print(json.dumps(out))
 '''
-
-
-def _scalars(work_dir):
-    (path,) = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope='module')
@@ -152,6 +153,12 @@ def test_dataset_items_are_hsi_dataset_patches_and_images(run):
     assert torch.equal(torch.tensor(val['gt']), torch.from_numpy(cube))
 
 
+def test_missing_data_is_one_line_naming_the_folder(run):
+    message = run['out']['missing_data']
+    assert message == (f"SpectralDataset: the folder of the .mat cubes (data_root + data_prefix['gt']) does not exist: "
+                       f"'{run['work']}_nowhere/Train_Spec'; set data_root in the config")
+
+
 def test_loss_is_mrae_and_cubes_are_neither_normalised_nor_clamped(run):
     loss = run['out']['loss']
     assert loss['mmagic'] == pytest.approx(loss['by_hand'], rel=1e-6)
@@ -160,7 +167,7 @@ def test_loss_is_mrae_and_cubes_are_neither_normalised_nor_clamped(run):
 
 
 def test_train_validate_test_metrics_equal_evaluate_spectral(run):
-    rows = _scalars(run['work'])
+    (rows,) = _scalars(run['work'])
     assert [row['iter'] for row in rows if 'loss' in row] == [1, 2, 3, 4]
     assert all(row['loss'] > 0 for row in rows if 'loss' in row)
     (val,) = [row for row in rows if 'MRAE' in row]
