@@ -137,7 +137,9 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     ``qkv``: (B, nW, N, g * (2 * hg * dq + hg * dv)) windows, per group ``[q_g | k_g | v_g]``;
     ``table``: (L, heads) relative-position bias table gathered by ``index`` (N * N,);
-    ``mask``: None (regular windows) or the (nW, N, N) shift mask (no gradient);
+    ``mask``: None (regular windows) or the (nW, N, N) shift mask (no gradient); ``grid``: None or
+    the windows' (rows, columns) raster: then the mask is added to the last window row and column
+    only (Swin's mask is zero elsewhere), after the bias (rather than ``mask + bias`` built whole);
     ``dims``: (heads, groups, dq, dv).  Heads run as one batch of ``B * nW * heads`` (N x N)
     matrices, the bias is added and the softmax (and its backward) taken in place.  Operand
     layouts are chosen for CPU BLAS: a batched ``(N x N) @ (N x d)`` product with a thin ``d``
@@ -147,7 +149,7 @@ class _WindowAttentionProj(torch.autograd.Function):
     """
 
     @staticmethod
-    def _probs(qkv, table, mask, index, dims, scale):
+    def _probs(qkv, table, mask, grid, index, dims, scale):
         """q * scale (B', N, dq), k^T (B', dq, N), v^T (B', dv, N), softmax probabilities (B', N, N)."""
         b, nw, n, _ = qkv.shape
         heads, groups, dq, dv = dims
@@ -160,8 +162,12 @@ class _WindowAttentionProj(torch.autograd.Function):
         v_t = v.permute(0, 1, 3, 4, 5, 2).reshape(-1, dv, n)
         s = torch.bmm(q_s, k_t)
         bias = table[index].view(n, n, heads).permute(2, 0, 1)  # heads, N, N
-        if mask is None:
+        if mask is None or grid is not None:
             s.view(-1, heads, n, n).add_(bias)
+            if mask is not None:  # shifted windows: only the last window row and column are masked
+                s6, m6 = s.view(b, *grid, heads, n, n), mask.view(*grid, 1, n, n)
+                s6[:, -1].add_(m6[-1])
+                s6[:, :-1, -1].add_(m6[:-1, -1])
         else:
             s.view(b, nw, heads, n, n).add_(mask.unsqueeze(1) + bias.unsqueeze(0))
         return q_s, k_t, v_t, torch.ops.aten._softmax.out(s, -1, False, out=s)
@@ -172,11 +178,11 @@ class _WindowAttentionProj(torch.autograd.Function):
         return o.view(b, nw, heads, n, -1).transpose(2, 3).reshape(b * nw * n, -1)
 
     @staticmethod
-    def forward(ctx, qkv, table, mask, weight, bias, index, dims, scale):
+    def forward(ctx, qkv, table, mask, weight, bias, index, grid, dims, scale):
         ctx.save_for_backward(qkv, table, mask, weight, bias, index)
-        ctx.dims, ctx.scale = dims, scale
+        ctx.grid, ctx.dims, ctx.scale = grid, dims, scale
         b, nw, n, _ = qkv.shape
-        _, _, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, index, dims, scale)
+        _, _, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, grid, index, dims, scale)
         o = _WindowAttentionProj._merge(torch.bmm(p, v_t.transpose(1, 2)), b, nw, n, dims[0])
         return F.linear(o, weight, bias).view(b, nw, n, -1)
 
@@ -186,7 +192,7 @@ class _WindowAttentionProj(torch.autograd.Function):
         b, nw, n, _ = qkv.shape
         heads, groups, dq, dv = ctx.dims
         hg = heads // groups
-        q_s, k_t, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, index, ctx.dims, ctx.scale)
+        q_s, k_t, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, ctx.grid, index, ctx.dims, ctx.scale)
         g2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_w = grad_b = grad_qkv = grad_table = None
         if ctx.needs_input_grad[3]:
@@ -211,7 +217,7 @@ class _WindowAttentionProj(torch.autograd.Function):
                 gk.copy_(torch.bmm(q_s.transpose(1, 2), d_s).view(b, nw, groups, hg, dq, n).permute(0, 1, 5, 2, 3, 4))
                 gv.copy_(d_v_t.view(b, nw, groups, hg, dv, n).permute(0, 1, 5, 2, 3, 4))
                 grad_qkv = grad_qkv.view(qkv.shape)
-        return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None
+        return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None, None
 
 
 class _PermuteTokens(torch.autograd.Function):
@@ -341,11 +347,14 @@ class GroupShiftedWindowAttention(nn.Module):
                 and self._backend(qkv) == 'naive' and not torch.is_autocast_enabled(qkv.device.type)
                 and not torch.compiler.is_compiling())
 
-    def forward(self, qkv_windows, mask=None):
+    def forward(self, qkv_windows, mask=None, grid=None):
+        """``grid``: the windows' (rows, columns), given with a Swin shift ``mask`` (see
+        ``_WindowAttentionProj``)."""
         if self._hand_written(qkv_windows):
             dims = (self.num_heads, self.num_groups, self.qk_dim // self.num_heads, self.dim // self.num_heads)
             return _WindowAttentionProj.apply(qkv_windows, self.relative_position_bias_table, mask, self.proj.weight,
-                                              self.proj.bias, self.relative_position_index.view(-1), dims, self.scale)
+                                              self.proj.bias, self.relative_position_index.view(-1), grid, dims,
+                                              self.scale)
         inputs = (qkv_windows, self.relative_position_bias_table, mask)
         return prefix_linear(self._attend, inputs, self.proj.weight, self.proj.bias, self.recompute)
 
@@ -395,7 +404,7 @@ class GSWATransformerLayer(nn.Module):
         windows = _PermuteTokens.apply(x.reshape(b, h * w, c), perm, inv)
         qkv = prefix_linear(_layer_norm, (windows, self.norm1.weight, self.norm1.bias), self.attn.qkv.dense_weight(),
                             self.attn.qkv.bias, self.recompute)
-        y = self.attn(qkv.view(b, -1, ws * ws, qkv.shape[-1]), geometry['mask'] if s else None)
+        y = self.attn(qkv.view(b, -1, ws * ws, qkv.shape[-1]), geometry['mask'] if s else None, (h // ws, w // ws))
         y = _PermuteTokens.apply(y.view(b, h * w, c), inv, perm).view(b, h, w, c)  # back to the raster
         scale = _drop_path_scale(x, self.drop_path, self.training)
         x = x + (y if scale is None else y * scale)
