@@ -45,7 +45,9 @@ Differences from the official code (none changes the function or the checkpoint 
   pad raises there); the attention output is cropped back, so any H x W works;
 - training keeps less for backward (same values and gradients): each ConvFFN keeps two of its
   three hidden maps (``_FFNMiddle`` recomputes the GELU between them) and the window attention's
-  gathered position bias is gathered again in backward instead of kept (``_RegatheredBias``);
+  position bias is a ``HankelBias`` (the keys of each window taken in reversed order make it a
+  strided view of the flipped table): the exact ``chunked`` backend copies it once in forward
+  and each chunk's rows again in backward, keeping neither the bias nor its gradient;
   ESC x4 at 1x3x64x64: 386 -> 265 MiB kept, 0.28x the official Naive path's 938 MiB;
 - x3/x4 training can start from the x2 ``params_ema`` as the official code does: the
   checkpoint's ``to_img`` (sub-pixel) conv is resized to this scale by ``resize_state_dict`` (see
@@ -60,7 +62,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from agile_ir_plugin.ops.attention import attention
-from agile_ir_plugin.ops.window import relative_position_index
+from agile_ir_plugin.ops.window import HankelBias, relative_position_index
 
 __all__ = ['ESC', 'ESCFP']
 
@@ -189,40 +191,6 @@ def official_rpe_index(window_size, device):
     return _RPE_INDEX[key]
 
 
-_TOP_HOOKS = getattr(torch._C._autograd, '_top_saved_tensors_default_hooks', lambda ignore_tracing: None)
-
-
-class _RegatheredBias(torch.autograd.graph.saved_tensors_hooks):
-    """Saved-tensor hooks: a tensor sharing ``bias``'s storage is saved as a marker and rebuilt
-    in backward by ``make()`` (without grad; same shape), everything else goes to the enclosing
-    hooks (e.g. ``save_on_cpu``, or a measurement of what is saved), if any.  A backward that
-    needs the bias gets bit-identical values (the same gather of the same table)."""
-
-    def __init__(self, bias, make):
-        storage = bias.untyped_storage().data_ptr()
-        outer = _TOP_HOOKS(False)
-        outer_pack, outer_unpack = outer if outer is not None else (lambda t: t, lambda t: t)
-
-        def pack(t):
-            if t.untyped_storage().data_ptr() == storage and t.is_contiguous():
-                return _Regather(t.shape)
-            return outer_pack(t)
-
-        def unpack(packed):
-            if isinstance(packed, _Regather):
-                with torch.no_grad():
-                    return make().reshape(packed.shape)
-            return outer_unpack(packed)
-        super().__init__(pack, unpack)
-
-
-class _Regather:
-    __slots__ = ('shape',)
-
-    def __init__(self, shape):
-        self.shape = shape
-
-
 class WindowAttention(nn.Module):
     """Multi-head self-attention in non-overlapping ``window_size`` windows with a learnable
     relative-position bias; input reflect-padded to whole windows and the output cropped back."""
@@ -252,14 +220,20 @@ class WindowAttention(nn.Module):
         qkv = self.to_qkv(x).view(b, 3, heads, c // heads, nh, ws, nw, ws)
         # -> (3, B * windows, heads, ws*ws, head_dim), one copy
         qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * nh * nw, heads, ws * ws, c // heads)
-        bias = self.position_bias().to(x.dtype)
-        if _training_graph(qkv) and not torch.compiler.is_compiling():
-            # the (1, heads, N, N) gathered bias is not kept for backward: gathered again from the table
-            with _RegatheredBias(bias, lambda: self.position_bias().to(x.dtype)):
-                out = attention(qkv[0], qkv[1], qkv[2], bias=bias, backend=self.attn_backend,
-                                fallback=self.attn_fallback)
-        else:
+        if torch.compiler.is_compiling() or _exporting():  # one traceable graph: the gathered bias
+            bias = self.position_bias().to(x.dtype)
             out = attention(qkv[0], qkv[1], qkv[2], bias=bias, backend=self.attn_backend, fallback=self.attn_fallback)
+        else:
+            # keys (and values) of each window in reversed order: the (key - query) bias becomes a
+            # strided view of the flipped table (HankelBias), copied out ~5x faster than gathered,
+            # and in training the chunked backend keeps neither it nor its gradient
+            side = 2 * ws - 1
+            table = self.relative_position_bias.view(heads, side, side).flip(1, 2)
+            bias = HankelBias(table, ws, x.dtype)
+            if not _training_graph(qkv):
+                bias = bias.materialize()
+            out = attention(qkv[0], qkv[1].flip(2), qkv[2].flip(2), bias=bias, backend=self.attn_backend,
+                            fallback=self.attn_fallback)
         out = out.view(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
         return self.to_out(out[:, :, :h, :w])
 

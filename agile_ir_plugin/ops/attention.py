@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .chunked import chunked_attention
+from .window import HankelBias
 
 try:  # PyTorch >= 2.5
     from torch.nn.attention.flex_attention import flex_attention as _flex_attention
@@ -335,7 +336,22 @@ def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
     """softmax(q k^T * scale + bias) v with the chosen backend (see module docstring).
 
     ``fallback=True`` lets a fused kernel that fails at run time fall back to ``chunked`` (exact,
-    one warning); by default that failure raises ``FusedAttentionError`` naming the inputs."""
+    one warning); by default that failure raises ``FusedAttentionError`` naming the inputs.
+
+    ``bias`` may be a ``HankelBias`` (a relative-position bias as a view of its small table):
+    ``chunked`` takes it as is and keeps neither the dense bias nor its gradient; every other
+    backend gets it copied out (``materialize()``)."""
+    if isinstance(bias, HankelBias):
+        # chosen on a stand-in of the same shape, dtype and grad requirement; on CUDA gathered
+        # first (its fused kernels are probed on the real bias's strides)
+        stand_in = bias.stand_in()
+        _check_inputs(q, k, v, stand_in)
+        name, reason = (None, None) if q.device.type == 'cuda' else choose_backend(backend, q, stand_in, v, k)
+        if name != 'chunked':
+            return attention(q, k, v, bias.materialize(), backend, scale, fallback)
+        if backend == 'auto' and not torch.compiler.is_compiling():
+            _log_choice(name, reason, q, k, v, stand_in)
+        return chunked_attention(q, k, v, bias, scale)
     _check_inputs(q, k, v, bias)
     name, reason = choose_backend(backend, q, bias, v, k)
     if backend == 'auto' and not torch.compiler.is_compiling():  # logging inside a graph: a graph break

@@ -4,10 +4,17 @@ Any device, dtype, head dims and additive bias (learnable or not).  The forward 
 and the row log-sum-exp (on CPU it runs PyTorch's fused CPU flash kernel when ``Dqk == Dv``); the
 backward recomputes the probabilities a few windows at a time (at most ``CHUNK_ELEMENTS`` scores
 at once) and returns gradients for q, k, v and the bias.
+
+A relative-position bias can be passed as a ``HankelBias`` (``ops/window.py``: a strided view of a
+small table): the forward copies it once for the kernel and drops it, and the backward copies each
+chunk's rows straight into its score buffer, so neither the (heads, N, N) bias nor its gradient is
+kept between forward and backward; the table's gradient is returned directly.
 """
 import math
 
 import torch
+
+from .window import HankelBias, hankel_table_grad, hankel_view
 
 #: Largest number of attention scores the ``chunked`` backend materialises at once (per chunk):
 #: 2**19 fp32 scores = 2 MiB, small enough to stay in cache (measured fastest on CPU).
@@ -18,11 +25,12 @@ _CPU_FLASH = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cp
 _LOG2E = math.log2(math.e)
 
 
-def _blocks(b, h, nq, nk, device):
+def _blocks(b, h, nq, nk, device, row_multiple=1):
     """Chunks of the (batch, query rows) space holding <= CHUNK_ELEMENTS scores (CUDA: more):
-    whole windows while they fit (measured fastest on CPU), else blocks of query rows."""
+    whole windows while they fit (measured fastest on CPU), else blocks of query rows (a multiple
+    of ``row_multiple`` rows)."""
     limit = CHUNK_ELEMENTS if device.type == 'cpu' else CUDA_CHUNK_ELEMENTS
-    rows = nq if h * nq * nk <= limit else max(1, limit // (h * nk))
+    rows = nq if h * nq * nk <= limit else max(row_multiple, limit // (h * nk) // row_multiple * row_multiple)
     batch = max(1, limit // (h * rows * nk))
     for b0 in range(0, b, batch):
         for r0 in range(0, nq, rows):
@@ -42,8 +50,10 @@ class _ChunkedAttention(torch.autograd.Function):
     """Exact attention keeping (q, k, v, bias, out, lse) for backward instead of the N x N matrices."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias4, scale):
+    def forward(ctx, q, k, v, bias4, scale, table=None, window_size=None):
         b, h, nq, _ = q.shape
+        if table is not None:  # copied once for the forward, not kept (see HankelBias)
+            bias4 = HankelBias(table, window_size).materialize()
         nk = k.shape[2]
         acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
         out = lse = None
@@ -63,17 +73,21 @@ class _ChunkedAttention(torch.autograd.Function):
                 row_lse = torch.logsumexp(s, dim=-1, keepdim=True)
                 out[bs, :, rs] = (torch.exp(s - row_lse) @ v[bs].to(acc)).to(out.dtype)
                 lse[bs, :, rs] = row_lse.squeeze(-1)
-        ctx.scale = scale
-        ctx.save_for_backward(q, k, v, bias4, out, lse)
+        ctx.scale, ctx.window_size = scale, window_size
+        ctx.save_for_backward(q, k, v, bias4 if table is None else table, out, lse)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, bias4, out, lse = ctx.saved_tensors
-        need_q, need_k, need_v, need_bias = ctx.needs_input_grad[:4]
         b, h, nq, _ = q.shape
         nk = k.shape[2]
         acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
+        ws = ctx.window_size
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        need_bias = ctx.needs_input_grad[3 if ws is None else 5]
+        if ws is not None:  # a HankelBias: each chunk's rows are copied from the table
+            table_dtype, table, bias4 = bias4.dtype, bias4.to(acc).contiguous(), None
         # Row terms folded into the GEMMs by one extra column (saves two passes over the scores),
         # exponentials in base 2 (several times cheaper than exp on CPU):
         #   p  = exp(s + bias - lse) = exp2([q*scale*log2e, -lse*log2e] @ [k, 1]^T + bias*log2e)
@@ -90,8 +104,10 @@ class _ChunkedAttention(torch.autograd.Function):
         dq = torch.empty(q.shape, dtype=acc, device=q.device) if need_q else None
         dk_t = q.new_zeros((b, h, q.shape[-1], nk), dtype=acc) if need_k else None  # dk, dv kept transposed
         dv_t = q.new_zeros((b, h, v.shape[-1], nk), dtype=acc) if need_v else None
-        dbias = torch.empty(bias4.shape, dtype=acc, device=bias4.device) if need_bias else None
-        blocks = list(_blocks(b, h, nq, nk, q.device))
+        dbias = None
+        if need_bias:
+            dbias = torch.empty((1, h, nq, nk) if ws is not None else bias4.shape, dtype=acc, device=q.device)
+        blocks = list(_blocks(b, h, nq, nk, q.device, 1 if ws is None else ws))
         size = max((bs.stop - bs.start) * (rs.stop - rs.start) for bs, rs in blocks) * h * nk
         p_buf, ds_buf = q.new_empty(size, dtype=acc), q.new_empty(size, dtype=acc)  # reused by every chunk
         for bs, rs in blocks:
@@ -99,7 +115,15 @@ class _ChunkedAttention(torch.autograd.Function):
             n = shape[0] * shape[1] * shape[2] * shape[3]
             p = p_buf[:n].view(shape)
             bias_block = None if bias4 is None else _bias_block(bias4, bs, rs).expand(shape)
-            if bias_block is not None and shape[0] == 1 and bias4.dtype == acc:  # bias added in the GEMM (a pass less)
+            if ws is not None:  # the chunk's bias rows copied from the table, the GEMM added onto them
+                rows = hankel_view(table, ws, rs.start // ws, rs.stop // ws)
+                if shape[0] == 1:
+                    p[0].view(rows.shape).copy_(rows)
+                    p[0].baddbmm_(q_aug[bs, :, rs][0], k_aug_t[bs][0], beta=_LOG2E)
+                else:  # several windows per chunk share the rows
+                    torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p)
+                    p.view((shape[0],) + rows.shape).add_(rows, alpha=_LOG2E)
+            elif bias_block is not None and shape[0] == 1 and bias4.dtype == acc:  # bias added in the GEMM (a pass less)
                 torch.baddbmm(bias_block[0], q_aug[bs, :, rs][0], k_aug_t[bs][0], beta=_LOG2E, out=p[0])
             else:
                 torch.matmul(q_aug[bs, :, rs], k_aug_t[bs], out=p)
@@ -111,13 +135,13 @@ class _ChunkedAttention(torch.autograd.Function):
             ds = torch.matmul(g_aug[bs, :, rs], v_aug_t[bs], out=ds_buf[:n].view(shape))
             ds.mul_(p)  # dL/d(scores incl. bias)
             if need_bias:
-                reduce_dims = [i for i in range(4) if bias4.shape[i] == 1 and ds.shape[i] != 1]
+                reduce_dims = [i for i in range(4) if dbias.shape[i] == 1 and ds.shape[i] != 1]
                 part = ds.sum(reduce_dims, keepdim=True) if reduce_dims else ds
-                first = (bias4.shape[0] > 1 or bs.start == 0) and (bias4.shape[2] > 1 or rs.start == 0)
+                first = (dbias.shape[0] > 1 or bs.start == 0) and (dbias.shape[2] > 1 or rs.start == 0)
                 if first:  # every block of dbias is written once before it is accumulated into
-                    dbias[_bias_block_index(bias4, bs, rs)] = part
+                    dbias[_bias_block_index(dbias, bs, rs)] = part
                 else:
-                    dbias[_bias_block_index(bias4, bs, rs)] += part
+                    dbias[_bias_block_index(dbias, bs, rs)] += part
             if need_q:
                 dq[bs, :, rs] = ds @ k_acc[bs]
             if need_k:
@@ -126,13 +150,20 @@ class _ChunkedAttention(torch.autograd.Function):
             dq *= ctx.scale
         dk = None if dk_t is None else dk_t.transpose(-2, -1)
         dv = None if dv_t is None else dv_t.transpose(-2, -1)
-        return (None if dq is None else dq.to(q.dtype), None if dk is None else dk.to(k.dtype),
-                None if dv is None else dv.to(v.dtype), None if dbias is None else dbias.to(bias4.dtype), None)
+        grads = (None if dq is None else dq.to(q.dtype), None if dk is None else dk.to(k.dtype),
+                 None if dv is None else dv.to(v.dtype))
+        if ws is None:
+            return grads + (None if dbias is None else dbias.to(bias4.dtype), None, None, None)
+        dtable = None if dbias is None else hankel_table_grad(dbias[0], ws).to(table_dtype)
+        return grads + (None, None, dtable, None)
 
 
 def chunked_attention(q, k, v, bias=None, scale=None):
-    """Exact, memory-lean attention with gradients for q, k, v and bias (see module docstring)."""
+    """Exact, memory-lean attention with gradients for q, k, v and bias (a tensor or a
+    ``HankelBias``; see module docstring)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if isinstance(bias, HankelBias):  # cast on the small table: the same values as the dense cast
+        return _ChunkedAttention.apply(q, k, v, None, scale, bias.table.to(bias.dtype), bias.window_size)
     bias4 = None
     if bias is not None:
         lead = 4 - bias.dim()

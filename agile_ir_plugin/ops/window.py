@@ -53,3 +53,75 @@ def shifted_window_mask(h, w, window_size, shift_size, device=None, neg=-100.0):
     mask_windows = window_partition(img_mask, window_size).squeeze(-1)  # nW, N
     mask = mask_windows[:, None, :] - mask_windows[:, :, None]
     return mask.masked_fill(mask != 0, neg).masked_fill(mask == 0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# relative-position bias as a strided view (keys in reversed order)
+# ------------------------------------------------------------------------------------------------
+def hankel_view(table, window_size, y0=0, y1=None):
+    """``bias[h, yi, xi, yj, xj] = table[h, yi + yj, xi + xj]`` for query rows ``y0 <= yi < y1``
+    of a ``window_size`` window, as a strided view of ``table`` ((heads, 2ws-1, 2ws-1), contiguous):
+    no copy.  A relative-position bias indexed by (key - query) offsets is exactly this view of
+    its table flipped in both offsets when the keys of each window are taken in reversed order."""
+    ws, side = window_size, table.shape[-1]
+    y1 = ws if y1 is None else y1
+    return table.as_strided((table.shape[0], y1 - y0, ws, ws, ws), (side * side, side, 1, side, 1),
+                            table.storage_offset() + y0 * side)
+
+
+def hankel_table_grad(grad, window_size):
+    """The gradient of ``hankel_view``'s table from ``grad`` (heads, N, N) of the full view: each
+    table entry gets the sum of its anti-diagonal (every (query, key) pair it was copied to)."""
+    ws = window_size
+    heads, side = grad.shape[-3], 2 * ws - 1
+    grad = grad.reshape(heads, ws, ws, ws, ws)  # (h, yi, xi, yj, xj)
+    by_x = grad.new_zeros(heads, ws, ws, side)  # summed over xi + xj: (h, yi, yj, x)
+    for xi in range(ws):
+        by_x[..., xi:xi + ws] += grad[:, :, xi]
+    out = grad.new_zeros(heads, side, side)
+    for yi in range(ws):
+        out[:, yi:yi + ws] += by_x[:, yi]
+    return out
+
+
+class _HankelGather(torch.autograd.Function):
+    """Dense copy of ``hankel_view`` with the table's gradient by anti-diagonal sums (a strided
+    copy and 2 x ws adds, where an ``index_select`` gather and its ``scatter_add`` are ~5x slower)."""
+
+    @staticmethod
+    def forward(ctx, table, window_size):
+        ctx.window_size = window_size
+        n = window_size * window_size
+        out = table.new_empty(table.shape[0], window_size, window_size, window_size, window_size)
+        return out.copy_(hankel_view(table.contiguous(), window_size)).view(1, table.shape[0], n, n)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return hankel_table_grad(grad[0], ctx.window_size), None
+
+
+class HankelBias:
+    """The additive bias ``hankel_view(table, window_size)`` as (1, heads, N, N), not yet copied.
+
+    The ``chunked`` attention backend takes it as is (each backward chunk copies its own rows from
+    the table; neither the bias nor its gradient is kept); ``materialize()`` gives the dense bias to
+    any other backend.  ``table``: (heads, 2ws-1, 2ws-1); ``dtype``: the dtype of the bias."""
+
+    __slots__ = ('table', 'window_size', 'dtype')
+
+    def __init__(self, table, window_size, dtype=None):
+        self.table, self.window_size = table, window_size
+        self.dtype = table.dtype if dtype is None else dtype
+
+    @property
+    def shape(self):
+        n = self.window_size * self.window_size
+        return (1, self.table.shape[0], n, n)
+
+    def materialize(self):
+        return _HankelGather.apply(self.table, self.window_size).to(self.dtype)
+
+    def stand_in(self):
+        """A 1-element tensor expanded to the bias's shape, dtype and grad requirement (for checks)."""
+        one = self.table.new_zeros(1, dtype=self.dtype)
+        return one.requires_grad_(self.table.requires_grad).expand(self.shape)

@@ -1,7 +1,8 @@
 """ESC training keeps less for backward with the same values and gradients: each ConvFFN keeps
 two of its three hidden maps (the GELU between them is recomputed in backward), and the window
-attention's gathered position bias is gathered again instead of kept.  The reference is the same network with
-both switched off (autograd keeps everything), in float64."""
+attention keeps its small bias table instead of the (heads, N, N) bias (``HankelBias``: the chunked
+backward copies each chunk's rows from the table).  The reference is the same network with both
+switched off (autograd keeps everything), in float64."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,13 +54,14 @@ def test_saved_bytes_drop_by_one_hidden_map_per_ffn_and_the_bias(monkeypatch):
     n_blocks, conv_blocks, dim, heads, ws = (TINY[k] for k in ('n_blocks', 'conv_blocks', 'dim', 'num_heads',
                                                                 'window_size'))
     ffn_hidden = [int(dim * 2)] + [int(dim * TINY['exp_ratio'])] * conv_blocks  # the block's proj, then ConvFFNs
-    per_block = sum(c * h * w * 8 for c in ffn_hidden) + heads * (ws * ws) ** 2 * 8
+    bias, table = heads * (ws * ws) ** 2 * 8, heads * (2 * ws - 1) ** 2 * 8  # the table is kept instead
+    per_block = sum(c * h * w * 8 for c in ffn_hidden) + bias - table
     assert old - new == n_blocks * per_block
 
 
 def test_enclosing_saved_tensor_hooks_still_see_the_attention_tensors():
-    """The bias re-gather hooks pass every other saved tensor to the enclosing hooks (a memory
-    measurement, ``save_on_cpu``): q, k, v of the attention are seen by them."""
+    """Enclosing saved-tensor hooks (a memory measurement, ``save_on_cpu``) see q, k, v of the
+    attention, and no (heads, N, N) bias is kept."""
     model = build(attn_backend='chunked')
     x = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
     shapes = []

@@ -202,3 +202,30 @@ def test_cuda_backends_match_naive(dtype, bias_kind):
             assert rel_err(g.cpu(), r) <= tol, backend
     if bias_kind is not None:
         assert A.resolve_backend('auto', cuda[0], cuda[3], cuda[2]) == 'sdpa'
+
+
+@pytest.mark.parametrize('chunk', [None, 2 ** 12])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_chunked_takes_a_hankel_bias_as_is(monkeypatch, chunk, dtype):
+    """A ``HankelBias`` (ESC's relative-position bias with reversed keys) through ``chunked``: the
+    values and gradients (q, k, v and the table) of naive attention with the dense bias, whether a
+    chunk holds several windows or a few query rows of one (``chunk``); nothing (heads, N, N) kept."""
+    from agile_ir_plugin.ops.window import HankelBias
+    if chunk:
+        monkeypatch.setattr(CHUNKED, 'CHUNK_ELEMENTS', chunk)  # 2 heads x 64 x 64 > 2**12: rows of 32
+    ws, heads = 8, 2
+    case = Case(b=3, h=heads, n=ws * ws, d=4, bias=None, dtype=dtype)
+    table = (torch.randn(heads, 2 * ws - 1, 2 * ws - 1, generator=torch.Generator().manual_seed(5)) * 0.5).to(dtype)
+    table.requires_grad_()
+    grad = torch.randn(3, heads, ws * ws, 4, generator=torch.Generator().manual_seed(6)).to(dtype)
+    inputs = (case.q, case.k, case.v, table)
+    out = A.attention(case.q, case.k, case.v, HankelBias(table, ws), backend='auto')
+    got = torch.autograd.grad(out, inputs, grad)
+    ref_out = A.naive_attention(case.q, case.k, case.v, HankelBias(table, ws).materialize())
+    ref = torch.autograd.grad(ref_out, inputs, grad)
+    tol = 1e-12 if dtype == torch.float64 else TOL[dtype]
+    assert rel_err(out, ref_out) < tol
+    for g, r in zip(got, ref):
+        assert rel_err(g, r) < tol
+    saved, _ = saved_activation_bytes(lambda: A.attention(case.q, case.k, case.v, HankelBias(table, ws)).sum())
+    assert saved < heads * (ws * ws) ** 2 * dtype.itemsize  # q, k, v, out, lse, table: less than one bias

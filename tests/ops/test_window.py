@@ -75,3 +75,47 @@ def test_shift_mask_blocks_exactly_the_wrapped_pairs():
     b = corner.tolist().index(15 * w + 15)  # original pixel (15, 15): its window neighbour after the roll
     assert mask[-1, a, b] == -100.0 and mask[-1, a, a] == 0.0
     assert torch.equal(mask, mask.transpose(1, 2))  # symmetric: the relation is mutual
+
+
+# ------------------------------------------------------------------------------------------------
+# HankelBias: a relative-position bias as a strided view of its table (keys in reversed order)
+# ------------------------------------------------------------------------------------------------
+def _official_bias(table, ws):
+    """(heads, N, N) bias indexed by (key - query) offsets (ESC's official order), by brute force."""
+    heads, n = table.shape[0], ws * ws
+    side = 2 * ws - 1
+    out = torch.empty(heads, n, n, dtype=table.dtype)
+    for i in range(n):
+        for j in range(n):
+            dy, dx = j // ws - i // ws, j % ws - i % ws
+            out[:, i, j] = table[:, (dy + ws - 1) * side + dx + ws - 1]
+    return out
+
+
+@pytest.mark.parametrize('ws', [3, 8])
+def test_hankel_view_is_the_official_bias_with_reversed_keys(ws):
+    from agile_ir_plugin.ops.window import hankel_view
+    heads, side, n = 3, 2 * ws - 1, ws * ws
+    table = torch.randn(heads, side * side, dtype=torch.float64)
+    flipped = table.view(heads, side, side).flip(1, 2).contiguous()
+    view = hankel_view(flipped, ws).reshape(heads, n, n)
+    assert torch.equal(view, _official_bias(table, ws).flip(-1))  # key j <-> N - 1 - j
+    rows = hankel_view(flipped, ws, 1, 3).reshape(heads, 2 * ws, n)  # query rows y = 1, 2
+    assert torch.equal(rows, view[:, ws:3 * ws])
+
+
+@pytest.mark.parametrize('ws', [3, 8])
+def test_hankel_gather_gradient_equals_the_index_gather_gradient(ws):
+    """The anti-diagonal sums equal autograd's gradient of an index_select gather (float64)."""
+    from agile_ir_plugin.ops.window import HankelBias
+    heads, side, n = 2, 2 * ws - 1, ws * ws
+    table = torch.randn(heads, side, side, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(1, heads, n, n, dtype=torch.float64)
+    dense = HankelBias(table, ws).materialize()
+    (got,) = torch.autograd.grad(dense, table, grad)
+    index = (torch.arange(ws)[:, None, None, None] + torch.arange(ws)[None, None, :, None]) * side \
+        + torch.arange(ws)[None, :, None, None] + torch.arange(ws)[None, None, None, :]  # (yi, xi, yj, xj)
+    ref_dense = table.view(heads, -1).index_select(1, index.reshape(-1)).view(1, heads, n, n)
+    (ref,) = torch.autograd.grad(ref_dense, table, grad)
+    assert torch.equal(dense, ref_dense)
+    assert torch.allclose(got, ref, rtol=0, atol=1e-12)
