@@ -130,6 +130,9 @@ def _norm_fc1_gelu(x, norm_w, norm_b, fc1_w, fc1_b):
     return F.gelu(F.linear(_layer_norm(x, norm_w, norm_b), fc1_w, fc1_b))
 
 
+_SCORES_PER_CHUNK = 3 * 2 ** 17  # (N x N) scores per chunk of _WindowAttentionProj: 1.5 MiB in fp32
+
+
 class _WindowAttentionProj(torch.autograd.Function):
     """``proj(window attention(qkv))`` of GSWA with the naive (materialised) softmax, keeping only
     ``qkv`` (and the parameters) for backward: what ``prefix_linear(_attend, ...)`` computes with
@@ -137,20 +140,24 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     ``qkv``: (B, nW, N, g * (2 * hg * dq + hg * dv)) windows, per group ``[q_g | k_g | v_g]``;
     ``table``: (L, heads) relative-position bias table gathered by ``index`` (N * N,);
-    ``mask``: None (regular windows) or the (nW, N, N) shift mask (no gradient); ``grid``: None or
-    the windows' (rows, columns) raster: then the mask is added to the last window row and column
-    only (Swin's mask is zero elsewhere), after the bias (rather than ``mask + bias`` built whole);
-    ``dims``: (heads, groups, dq, dv).  Heads run as one batch of ``B * nW * heads`` (N x N)
-    matrices, the bias is added and the softmax (and its backward) taken in place.  Operand
-    layouts are chosen for CPU BLAS: a batched ``(N x N) @ (N x d)`` product with a thin ``d``
-    (5 or 10 here) is 2-3x faster when the ``(N x d)`` operand is the transpose of a contiguous
-    ``(d x N)`` tensor, so K, V and the output gradient are kept transposed (``k^T``, ``v^T``,
-    ``dO^T`` contiguous) and ``dV`` is computed as ``dV^T = dO^T @ P``.
+    ``mask``: None (regular windows) or the (nW, N, N) shift mask (no gradient);
+    ``dims``: (heads, groups, dq, dv).
+
+    For speed on CPU (each choice measured; docs/benchmarks.md, "AgileIR (issue 16)"):
+
+    - the windows run in chunks of about ``_SCORES_PER_CHUNK`` scores, so that a chunk's scores
+      stay in cache from their matmul through bias, mask, softmax (and, in backward, its
+      gradient) to the matmuls that read them, instead of ~14 passes over all scores in memory;
+    - the bias and mask are added and the softmax and its backward taken in place;
+    - operand layouts suit CPU BLAS: a batched ``(N x N) @ (N x d)`` product with a thin ``d``
+      (5 or 10 here) is 2-3x faster when the ``(N x d)`` operand is the transpose of a contiguous
+      ``(d x N)`` tensor, so K, V and the output gradient are kept transposed (``k^T``, ``v^T``,
+      ``dO^T`` contiguous) and ``dV`` is computed as ``dV^T = dO^T @ P``.
     """
 
     @staticmethod
-    def _probs(qkv, table, mask, grid, index, dims, scale):
-        """q * scale (B', N, dq), k^T (B', dq, N), v^T (B', dv, N), softmax probabilities (B', N, N)."""
+    def _operands(qkv, dims, scale):
+        """q * scale (B', N, dq), k^T (B', dq, N), v^T (B', dv, N) for B' = B * nW * heads."""
         b, nw, n, _ = qkv.shape
         heads, groups, dq, dv = dims
         hg = heads // groups
@@ -158,19 +165,31 @@ class _WindowAttentionProj(torch.autograd.Function):
         q, k, v = (t.unflatten(-1, (hg, -1)) for t in per.split([hg * dq, hg * dq, hg * dv], dim=-1))
         q_s = torch.mul(q.permute(0, 1, 3, 4, 2, 5), scale,
                         out=qkv.new_empty(b, nw, groups, hg, n, dq)).view(-1, n, dq)
-        k_t = k.permute(0, 1, 3, 4, 5, 2).reshape(-1, dq, n)
-        v_t = v.permute(0, 1, 3, 4, 5, 2).reshape(-1, dv, n)
-        s = torch.bmm(q_s, k_t)
-        bias = table[index].view(n, n, heads).permute(2, 0, 1)  # heads, N, N
-        if mask is None or grid is not None:
-            s.view(-1, heads, n, n).add_(bias)
-            if mask is not None:  # shifted windows: only the last window row and column are masked
-                s6, m6 = s.view(b, *grid, heads, n, n), mask.view(*grid, 1, n, n)
-                s6[:, -1].add_(m6[-1])
-                s6[:, :-1, -1].add_(m6[:-1, -1])
-        else:
-            s.view(b, nw, heads, n, n).add_(mask.unsqueeze(1) + bias.unsqueeze(0))
-        return q_s, k_t, v_t, torch.ops.aten._softmax.out(s, -1, False, out=s)
+        return q_s, k.permute(0, 1, 3, 4, 5, 2).reshape(-1, dq, n), v.permute(0, 1, 3, 4, 5, 2).reshape(-1, dv, n)
+
+    @staticmethod
+    def _chunks(b, nw, heads, n):
+        """(slice of B', first window, last window + 1) per chunk; a chunk stays in one image."""
+        step = max(1, _SCORES_PER_CHUNK // (heads * n * n))
+        for i in range(b):
+            for w0 in range(0, nw, step):
+                w1 = min(nw, w0 + step)
+                yield slice((i * nw + w0) * heads, (i * nw + w1) * heads), w0, w1
+
+    @staticmethod
+    def _probs(q_s, k_t, bias, mask, chunk):
+        """Softmax probabilities (b', N, N) of one chunk."""
+        rows, w0, w1 = chunk
+        heads, n = bias.shape[:2]
+        s = torch.bmm(q_s[rows], k_t[rows])
+        s4 = s.view(-1, heads, n, n).add_(bias)
+        if mask is not None:
+            s4.add_(mask[w0:w1].unsqueeze(1))
+        return torch.ops.aten._softmax.out(s, -1, False, out=s)
+
+    @staticmethod
+    def _bias(table, index, heads, n):
+        return table[index].view(n, n, heads).permute(2, 0, 1)  # heads, N, N
 
     @staticmethod
     def _merge(o, b, nw, n, heads):
@@ -178,13 +197,18 @@ class _WindowAttentionProj(torch.autograd.Function):
         return o.view(b, nw, heads, n, -1).transpose(2, 3).reshape(b * nw * n, -1)
 
     @staticmethod
-    def forward(ctx, qkv, table, mask, weight, bias, index, grid, dims, scale):
+    def forward(ctx, qkv, table, mask, weight, bias, index, dims, scale):
         ctx.save_for_backward(qkv, table, mask, weight, bias, index)
-        ctx.grid, ctx.dims, ctx.scale = grid, dims, scale
+        ctx.dims, ctx.scale = dims, scale
         b, nw, n, _ = qkv.shape
-        _, _, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, grid, index, dims, scale)
-        o = _WindowAttentionProj._merge(torch.bmm(p, v_t.transpose(1, 2)), b, nw, n, dims[0])
-        return F.linear(o, weight, bias).view(b, nw, n, -1)
+        heads, dv = dims[0], dims[3]
+        q_s, k_t, v_t = _WindowAttentionProj._operands(qkv, dims, scale)
+        pos = _WindowAttentionProj._bias(table, index, heads, n)
+        o = qkv.new_empty(q_s.shape[0], n, dv)
+        for chunk in _WindowAttentionProj._chunks(b, nw, heads, n):
+            p = _WindowAttentionProj._probs(q_s, k_t, pos, mask, chunk)
+            torch.bmm(p, v_t[chunk[0]].transpose(1, 2), out=o[chunk[0]])
+        return F.linear(_WindowAttentionProj._merge(o, b, nw, n, heads), weight, bias).view(b, nw, n, -1)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -192,32 +216,41 @@ class _WindowAttentionProj(torch.autograd.Function):
         b, nw, n, _ = qkv.shape
         heads, groups, dq, dv = ctx.dims
         hg = heads // groups
-        q_s, k_t, v_t, p = _WindowAttentionProj._probs(qkv, table, mask, ctx.grid, index, ctx.dims, ctx.scale)
+        need_w, need_inputs = ctx.needs_input_grad[3], ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        q_s, k_t, v_t = _WindowAttentionProj._operands(qkv, ctx.dims, ctx.scale)
+        pos = _WindowAttentionProj._bias(table, index, heads, n)
         g2d = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_w = grad_b = grad_qkv = grad_table = None
-        if ctx.needs_input_grad[3]:
-            grad_w = g2d.t() @ _WindowAttentionProj._merge(torch.bmm(p, v_t.transpose(1, 2)), b, nw, n, heads)
-        if bias is not None and ctx.needs_input_grad[4]:
-            grad_b = g2d.sum(0)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        o = qkv.new_empty(q_s.shape[0], n, dv) if need_w else None
+        if need_inputs:
             d_o_t = (g2d @ weight).view(b, nw, n, heads, dv).permute(0, 1, 3, 4, 2).reshape(-1, dv, n)  # dO^T
-            d_v_t = torch.bmm(d_o_t, p)
-            d_s = torch.bmm(d_o_t.transpose(1, 2), v_t)
-            d_s = torch.ops.aten._softmax_backward_data.out(d_s, p, -1, p.dtype, grad_input=d_s)  # d scores
-            del p
-            if ctx.needs_input_grad[1]:
-                d_bias = d_s.view(-1, heads, n, n).sum(0).permute(1, 2, 0).reshape(n * n, heads)
-                grad_table = torch.zeros_like(table).index_add_(0, index, d_bias)
-            if ctx.needs_input_grad[0]:
-                grad_qkv = qkv.new_empty(b, nw, n, groups, 2 * hg * dq + hg * dv)
-                gq, gk, gv = (t.unflatten(-1, (hg, -1)) for t in grad_qkv.split([hg * dq, hg * dq, hg * dv], -1))
+            d_v_t, d_q, d_k_t = torch.empty_like(v_t), torch.empty_like(q_s), torch.empty_like(k_t)
+            d_pos = pos.new_zeros(heads, n, n)
+        for chunk in _WindowAttentionProj._chunks(b, nw, heads, n):
+            rows = chunk[0]
+            p = _WindowAttentionProj._probs(q_s, k_t, pos, mask, chunk)
+            if need_w:
+                torch.bmm(p, v_t[rows].transpose(1, 2), out=o[rows])
+            if need_inputs:
+                torch.bmm(d_o_t[rows], p, out=d_v_t[rows])
+                d_s = torch.bmm(d_o_t[rows].transpose(1, 2), v_t[rows])
+                d_s = torch.ops.aten._softmax_backward_data.out(d_s, p, -1, p.dtype, grad_input=d_s)  # d scores
+                d_pos += d_s.view(-1, heads, n, n).sum(0)
                 # q_s = q * scale, s = q_s @ k^T: dq = (ds @ k) * scale, dk^T = q_s^T @ ds
-                d_q = torch.bmm(d_s, k_t.transpose(1, 2)).view(b, nw, groups, hg, n, dq)
-                torch.mul(d_q.permute(0, 1, 4, 2, 3, 5), ctx.scale, out=gq)
-                gk.copy_(torch.bmm(q_s.transpose(1, 2), d_s).view(b, nw, groups, hg, dq, n).permute(0, 1, 5, 2, 3, 4))
-                gv.copy_(d_v_t.view(b, nw, groups, hg, dv, n).permute(0, 1, 5, 2, 3, 4))
-                grad_qkv = grad_qkv.view(qkv.shape)
-        return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None, None
+                torch.bmm(d_s, k_t[rows].transpose(1, 2), out=d_q[rows])
+                torch.bmm(q_s[rows].transpose(1, 2), d_s, out=d_k_t[rows])
+        grad_w = g2d.t() @ _WindowAttentionProj._merge(o, b, nw, n, heads) if need_w else None
+        grad_b = g2d.sum(0) if bias is not None and ctx.needs_input_grad[4] else None
+        grad_qkv = grad_table = None
+        if ctx.needs_input_grad[1]:
+            grad_table = torch.zeros_like(table).index_add_(0, index, d_pos.permute(1, 2, 0).reshape(n * n, heads))
+        if ctx.needs_input_grad[0]:
+            grad_qkv = qkv.new_empty(b, nw, n, groups, 2 * hg * dq + hg * dv)
+            gq, gk, gv = (t.unflatten(-1, (hg, -1)) for t in grad_qkv.split([hg * dq, hg * dq, hg * dv], -1))
+            torch.mul(d_q.view(b, nw, groups, hg, n, dq).permute(0, 1, 4, 2, 3, 5), ctx.scale, out=gq)
+            gk.copy_(d_k_t.view(b, nw, groups, hg, dq, n).permute(0, 1, 5, 2, 3, 4))
+            gv.copy_(d_v_t.view(b, nw, groups, hg, dv, n).permute(0, 1, 5, 2, 3, 4))
+            grad_qkv = grad_qkv.view(qkv.shape)
+        return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None
 
 
 class _PermuteTokens(torch.autograd.Function):
@@ -347,14 +380,11 @@ class GroupShiftedWindowAttention(nn.Module):
                 and self._backend(qkv) == 'naive' and not torch.is_autocast_enabled(qkv.device.type)
                 and not torch.compiler.is_compiling())
 
-    def forward(self, qkv_windows, mask=None, grid=None):
-        """``grid``: the windows' (rows, columns), given with a Swin shift ``mask`` (see
-        ``_WindowAttentionProj``)."""
+    def forward(self, qkv_windows, mask=None):
         if self._hand_written(qkv_windows):
             dims = (self.num_heads, self.num_groups, self.qk_dim // self.num_heads, self.dim // self.num_heads)
             return _WindowAttentionProj.apply(qkv_windows, self.relative_position_bias_table, mask, self.proj.weight,
-                                              self.proj.bias, self.relative_position_index.view(-1), grid, dims,
-                                              self.scale)
+                                              self.proj.bias, self.relative_position_index.view(-1), dims, self.scale)
         inputs = (qkv_windows, self.relative_position_bias_table, mask)
         return prefix_linear(self._attend, inputs, self.proj.weight, self.proj.bias, self.recompute)
 
@@ -404,7 +434,7 @@ class GSWATransformerLayer(nn.Module):
         windows = _PermuteTokens.apply(x.reshape(b, h * w, c), perm, inv)
         qkv = prefix_linear(_layer_norm, (windows, self.norm1.weight, self.norm1.bias), self.attn.qkv.dense_weight(),
                             self.attn.qkv.bias, self.recompute)
-        y = self.attn(qkv.view(b, -1, ws * ws, qkv.shape[-1]), geometry['mask'] if s else None, (h // ws, w // ws))
+        y = self.attn(qkv.view(b, -1, ws * ws, qkv.shape[-1]), geometry['mask'] if s else None)
         y = _PermuteTokens.apply(y.view(b, h * w, c), inv, perm).view(b, h, w, c)  # back to the raster
         scale = _drop_path_scale(x, self.drop_path, self.training)
         x = x + (y if scale is None else y * scale)

@@ -2,12 +2,12 @@
 attention + output projection with its own backward, no autograd in backward) against plain
 autograd through the naive attention, in float64: values and the gradients of every input (the
 Q/K/V windows, the relative-position table, the projection) for regular and shifted windows,
-one and two head groups.
-With ``grid`` the shift mask is added to the last window row and column only."""
+one and two head groups, the windows in one chunk or in several."""
 import pytest
 import torch
 
 from agile_ir_plugin.archs import AgileIR
+from agile_ir_plugin.archs import agileir_arch
 from agile_ir_plugin.archs.agileir_arch import GroupShiftedWindowAttention
 
 
@@ -20,26 +20,28 @@ def _attention(groups, qk_dim, recompute):
     return attn
 
 
-def _grads(attn, qkv, mask, grid, weights):
-    out = attn(qkv, mask, grid)
+def _grads(attn, qkv, mask, weights):
+    out = attn(qkv, mask)
     params = (attn.relative_position_bias_table, attn.proj.weight, attn.proj.bias)  # qkv: projected outside
     leaves = [t for t in (qkv, *params) if t.requires_grad]
     return out, out.grad_fn, torch.autograd.grad((out * weights).sum(), leaves)
 
 
 @pytest.mark.parametrize('qkv_grad', [True, False])
-@pytest.mark.parametrize('shifted', [False, True, 'grid'])
+@pytest.mark.parametrize('chunk_windows', [None, 4])
+@pytest.mark.parametrize('shifted', [False, True])
 @pytest.mark.parametrize('groups,qk_dim', [(1, 12), (2, 8)])
-def test_hand_written_attention_matches_autograd(groups, qk_dim, shifted, qkv_grad):
+def test_hand_written_attention_matches_autograd(groups, qk_dim, shifted, qkv_grad, chunk_windows, monkeypatch):
+    if chunk_windows:  # chunks of 4 windows: [0, 4) and [4, 6) of each image
+        monkeypatch.setattr(agileir_arch, '_SCORES_PER_CHUNK', chunk_windows * 4 * 16 * 16)
     ours, ref = _attention(groups, qk_dim, True), _attention(groups, qk_dim, False)
     geometry = AgileIR(window_size=4).geometry(8, 12, torch.device('cpu'), torch.float64)
     mask = geometry['mask'] if shifted else None  # (6, 16, 16): 2 x 3 windows of 4 x 4 tokens
-    grid = (2, 3) if shifted == 'grid' else None  # the mask added to the last window row and column only
     g = torch.Generator().manual_seed(1)
     qkv = torch.randn(2, 6, 16, 2 * qk_dim + 12, dtype=torch.float64, generator=g).requires_grad_(qkv_grad)
     weights = torch.randn(2, 6, 16, 12, dtype=torch.float64, generator=g)
-    out, grad_fn, grads = _grads(ours, qkv, mask, grid, weights)
-    ref_out, ref_fn, ref_grads = _grads(ref, qkv, mask, None, weights)
+    out, grad_fn, grads = _grads(ours, qkv, mask, weights)
+    ref_out, ref_fn, ref_grads = _grads(ref, qkv, mask, weights)
     assert type(grad_fn).__name__ == '_WindowAttentionProjBackward'  # the hand-written path ran
     assert type(ref_fn).__name__ != '_WindowAttentionProjBackward'
     torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
