@@ -130,8 +130,11 @@ class _ChunkedAttention(torch.autograd.Function):
                 if bias_block is not None:
                     p.add_(bias_block, alpha=_LOG2E)
             torch.exp2(p, out=p)
-            if need_v:
-                dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
+            if need_v:  # accumulated in place by the GEMM (no temporary)
+                if shape[0] == 1:
+                    dv_t[bs][0].baddbmm_(grad_out[bs, :, rs][0].transpose(-2, -1), p[0])
+                else:
+                    dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
             ds = torch.matmul(g_aug[bs, :, rs], v_aug_t[bs], out=ds_buf[:n].view(shape))
             ds.mul_(p)  # dL/d(scores incl. bias)
             if need_bias:
@@ -145,7 +148,10 @@ class _ChunkedAttention(torch.autograd.Function):
             if need_q:
                 dq[bs, :, rs] = ds @ k_acc[bs]
             if need_k:
-                dk_t[bs] += q_s[bs, :, rs].transpose(-2, -1) @ ds
+                if shape[0] == 1:
+                    dk_t[bs][0].baddbmm_(q_s[bs, :, rs][0].transpose(-2, -1), ds[0])
+                else:
+                    dk_t[bs] += q_s[bs, :, rs].transpose(-2, -1) @ ds
         if need_q:
             dq *= ctx.scale
         dk = None if dk_t is None else dk_t.transpose(-2, -1)
