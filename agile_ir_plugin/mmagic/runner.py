@@ -9,6 +9,10 @@ argument is a ``.py`` config; the flags are MMagic 1.2.0's:
                           [--cfg-options k=v ...] [--launcher ...]
     torchrun --nproc_per_node=4 tools/train.py CONFIG --launcher pytorch
 
+Before the Runner is built (it creates ``work_dir/<timestamp>/`` at once), :mod:`.preflight` checks
+the config, data folders, checkpoint and work_dir: every problem is one ``error: ...`` line on
+stderr, exit status 1, nothing written (the BasicSR commands' PreflightError and printer).
+
 Importing this module imports :mod:`agile_ir_plugin.mmagic` (compat fixes, registration); without
 the [mmagic] extra that raises :class:`~agile_ir_plugin.mmagic.MMagicNotInstalledError`, whose
 message is the one line to print.
@@ -23,6 +27,10 @@ from . import INSTALL_HINT, MMagicNotInstalledError  # noqa: F401  (fixes + regi
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+from ..basicsr.preflight import PreflightError  # noqa: E402
+from ..cli.test import error_exit  # noqa: E402
+from .preflight import check_config, config_problem  # noqa: E402
 
 
 def _common_arguments(parser):
@@ -60,13 +68,22 @@ def test_parser():
 
 
 def load_config(args):
-    """The config with the command line applied, as MMagic's tools do (CLI > file > file name)."""
+    """The config with the command line applied, as MMagic's tools do (CLI > file > file name).
+
+    A config that is missing or cannot be loaded raises PreflightError (one line)."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except Exception as err:  # a missing file, a syntax error, a bad _base_ or custom_imports: mmengine's many types
+        raise PreflightError([config_problem(args.config, err)]) from None
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except Exception as err:
+            raise PreflightError([f'--cfg-options: cannot be applied to {args.config}: {type(err).__name__}: '
+                                  f'{" ".join(str(err).split())}']) from None
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -96,7 +113,37 @@ def _cpu_distributed(cfg):
                                      find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
-def _enable_amp(cfg):
+def _load(args):
+    try:
+        return load_config(args)
+    except PreflightError as err:
+        raise error_exit(err) from None
+
+
+def _preflight(cfg, args, mode, problems=()):
+    """Every problem (``problems`` and the preflight's): one ``error:`` line each, exit 1, nothing written."""
+    problems = [*problems, *check_config(cfg, args, mode)]
+    if problems:
+        raise error_exit(PreflightError(problems)) from None
+
+
+def _apply_train_flags(cfg, args):
+    """--amp, --auto-scale-lr and --resume applied to ``cfg``; the lines of the flags that cannot apply."""
+    problems = []
+    for wanted, enable in ((args.amp, _enable_amp), (args.auto_scale_lr, _enable_auto_scale_lr)):
+        if wanted:
+            try:
+                enable(cfg, args.config)
+            except ValueError as err:
+                problems.append(str(err))
+    if args.resume is not None:
+        cfg.resume = True
+        if args.resume != 'auto':
+            cfg.load_from = args.resume
+    return problems
+
+
+def _enable_amp(cfg, config_path=None):
     """--amp: OptimWrapper -> AmpOptimWrapper with a dynamic loss scale (as MMagic's train.py)."""
     from mmagic.utils import print_colored_log
     wrappers = [cfg.optim_wrapper]
@@ -125,16 +172,8 @@ def _enable_auto_scale_lr(cfg, config_path):
 def train_main(argv=None):
     """``tools/train.py CONFIG ...``: build the mmengine Runner and train; returns 0."""
     args = train_parser().parse_args(argv)
-    cfg = load_config(args)
-    if args.amp:
-        _enable_amp(cfg)
-    if args.auto_scale_lr:
-        _enable_auto_scale_lr(cfg, args.config)
-    if args.resume == 'auto':
-        cfg.resume = True
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+    cfg = _load(args)
+    _preflight(cfg, args, 'train', _apply_train_flags(cfg, args))
 
     from mmagic.utils import print_colored_log
     _cpu_distributed(cfg)
@@ -164,8 +203,9 @@ class _DumpMetrics(Hook):
 def test_main(argv=None):
     """``tools/test.py CONFIG CHECKPOINT ...``: load the checkpoint and run the test sets; returns 0."""
     args = test_parser().parse_args(argv)
-    cfg = load_config(args)
+    cfg = _load(args)
     cfg.load_from = args.checkpoint
+    _preflight(cfg, args, 'test')
 
     from mmagic.utils import print_colored_log
     _cpu_distributed(cfg)
