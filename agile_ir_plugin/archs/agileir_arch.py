@@ -130,7 +130,7 @@ def _norm_fc1_gelu(x, norm_w, norm_b, fc1_w, fc1_b):
     return F.gelu(F.linear(_layer_norm(x, norm_w, norm_b), fc1_w, fc1_b))
 
 
-_SCORES_PER_CHUNK = 3 * 2 ** 17  # (N x N) scores per chunk of _WindowAttentionProj: 1.5 MiB in fp32
+_SCORES_PER_CHUNK = 2 ** 18  # (N x N) scores per chunk of _WindowAttentionProj and per thread: 1 MiB in fp32
 
 
 class _WindowAttentionProj(torch.autograd.Function):
@@ -145,7 +145,7 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     For speed on CPU (each choice measured; docs/benchmarks.md, "AgileIR (issue 16)"):
 
-    - the windows run in chunks of about ``_SCORES_PER_CHUNK`` scores, so that a chunk's scores
+    - the windows run in chunks of about ``_SCORES_PER_CHUNK`` scores per thread, so that a chunk's scores
       stay in cache from their matmul through bias, mask, softmax (and, in backward, its
       gradient) to the matmuls that read them, instead of ~14 passes over all scores in memory;
     - the bias and mask are added and the softmax and its backward taken in place;
@@ -170,7 +170,7 @@ class _WindowAttentionProj(torch.autograd.Function):
     @staticmethod
     def _chunks(b, nw, heads, n):
         """(slice of B', first window, last window + 1) per chunk; a chunk stays in one image."""
-        step = max(1, _SCORES_PER_CHUNK // (heads * n * n))
+        step = max(1, _SCORES_PER_CHUNK * torch.get_num_threads() // (heads * n * n))
         for i in range(b):
             for w0 in range(0, nw, step):
                 w1 = min(nw, w0 + step)
