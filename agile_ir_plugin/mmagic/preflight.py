@@ -24,7 +24,7 @@ import os.path as osp
 from ..basicsr.preflight import PreflightError, check_output
 from ..basicsr.preflight_options import Findings
 
-__all__ = ['PreflightError', 'check_config', 'config_problem']
+__all__ = ['PreflightError', 'check_config', 'config_problem', 'one_line']
 
 MODES = ('train', 'test')
 _WRAPPER_KEYS = ('dataset', 'datasets')
@@ -34,7 +34,7 @@ def _remote(path):
     return '://' in str(path)
 
 
-def _one_line(err):
+def one_line(err):
     return ' '.join(str(err).split())
 
 
@@ -45,7 +45,7 @@ def config_problem(path, err):
                'configs/esc/esc_x4c64b5_4xb16-500k_div2k.py).'
     if osp.isdir(path):
         return f'{path}: is a folder, expected an mmengine .py config file.'
-    return f'{path}: cannot be loaded as an mmengine config: {type(err).__name__}: {_one_line(err)}'
+    return f'{path}: cannot be loaded as an mmengine config: {type(err).__name__}: {one_line(err)}'
 
 
 def _class_defaults(kind):

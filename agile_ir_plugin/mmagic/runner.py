@@ -30,7 +30,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from ..basicsr.preflight import PreflightError  # noqa: E402
 from ..cli.test import error_exit  # noqa: E402
-from .preflight import check_config, config_problem  # noqa: E402
+from .preflight import check_config, config_problem, one_line  # noqa: E402
 
 
 def _common_arguments(parser):
@@ -83,7 +83,7 @@ def load_config(args):
             cfg.merge_from_dict(args.cfg_options)
         except Exception as err:
             raise PreflightError([f'--cfg-options: cannot be applied to {args.config}: {type(err).__name__}: '
-                                  f'{" ".join(str(err).split())}']) from None
+                                  f'{one_line(err)}']) from None
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

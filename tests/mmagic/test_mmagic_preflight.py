@@ -51,6 +51,8 @@ r['train_data'] = call(train_main, [BAD, '--work-dir', T + '/w1'], T + '/w1')
 r['train_load_from'] = call(train_main, [GOOD, '--work-dir', T + '/w2', '--cfg-options',
                                          f'load_from={T}/missing.pth'], T + '/w2')
 r['train_all'] = call(train_main, [BAD, '--work-dir', T + '/afile/w3', '--resume', T + '/gone.pth'], T + '/afile/w3')
+r['train_flag'] = call(train_main, [GOOD, '--work-dir', T + '/w8', '--auto-scale-lr', '--cfg-options',
+                                    'auto_scale_lr=None'], T + '/w8')
 r['test'] = call(test_main, [BAD, T + '/missing.pth', '--work-dir', T + '/w4'], T + '/w4')
 r['no_config'] = call(train_main, [T + '/no_such.py'], T + '/work_dirs')
 r['broken_config'] = call(test_main, [T + '/broken.py', T + '/ckpt.pth'], T + '/work_dirs')
@@ -127,6 +129,12 @@ def test_train_reports_every_problem_at_once(run):
     assert lines[3] == (f"error: work_dir: cannot create {run['tmp']}/afile/w3: {run['tmp']}/afile is a file, "
                         "not a folder.")
     assert (run['tmp'] / 'afile').read_text() == 'a file where the work_dir needs a folder'
+
+
+def test_train_flag_that_cannot_apply_is_one_line(run):
+    assert _errors(run['r']['train_flag']) == [
+        f"error: --auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` in {run['good']} (N: the global "
+        "batch size its learning rate is meant for)."]
 
 
 def test_test_missing_checkpoint_and_data(run):
