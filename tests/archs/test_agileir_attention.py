@@ -61,3 +61,35 @@ def test_hand_written_attention_not_under_autocast_or_other_backends():
     assert type(attn(qkv).grad_fn).__name__ != '_WindowAttentionProjBackward'
     attn.attn_backend = 'auto'  # on CPU with recompute: naive, so the hand-written path
     assert type(attn(qkv).grad_fn).__name__ == '_WindowAttentionProjBackward'
+
+
+@pytest.mark.parametrize('shift', [0, 2])
+def test_hand_written_layer_matches_autograd(shift):
+    """A whole GSWA layer in float64 (token permutations, LayerNorm -> Q/K/V and MLP recompute around
+    the hand-written attention) against plain autograd."""
+    from agile_ir_plugin.archs.agileir_arch import GSWATransformerLayer
+    layers = []
+    for recompute in (True, False):
+        torch.manual_seed(0)
+        layer = GSWATransformerLayer(12, 4, 4, shift, qk_dim=8, num_groups=2, attn_backend='naive',
+                                     recompute=recompute).double()
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(torch.randn(p.shape, dtype=p.dtype) * 0.5)
+        layers.append(layer)
+    geometry = AgileIR(window_size=4).geometry(8, 12, torch.device('cpu'), torch.float64)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 12, 12, dtype=torch.float64, generator=g)
+    weights = torch.randn(2, 8, 12, 12, dtype=torch.float64, generator=g)
+    results = []
+    for layer in layers:
+        xi = x.clone().requires_grad_()
+        out = layer(xi, geometry)
+        (out * weights).sum().backward()
+        results.append((out, xi.grad, {n: p.grad for n, p in layer.named_parameters()}))
+    (out, gx, grads), (ref_out, ref_gx, ref_grads) = results
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx, ref_gx, rtol=1e-10, atol=1e-12)
+    for name, want in ref_grads.items():
+        assert want.abs().sum() > 0, name
+        torch.testing.assert_close(grads[name], want, rtol=1e-10, atol=1e-12, msg=lambda m: f'{name}: {m}')
