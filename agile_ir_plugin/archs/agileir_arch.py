@@ -198,8 +198,8 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, table, mask, weight, bias, index, dims, scale):
-        ctx.save_for_backward(qkv, table, mask, weight, bias, index)
-        ctx.dims, ctx.scale = dims, scale
+        ctx.save_for_backward(qkv, table, mask, weight, bias)
+        ctx.index, ctx.dims, ctx.scale = index, dims, scale  # index: a view of a constant buffer
         b, nw, n, _ = qkv.shape
         heads, dv = dims[0], dims[3]
         q_s, k_t, v_t = _WindowAttentionProj._operands(qkv, dims, scale)
@@ -212,7 +212,8 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        qkv, table, mask, weight, bias, index = ctx.saved_tensors
+        qkv, table, mask, weight, bias = ctx.saved_tensors
+        index = ctx.index
         b, nw, n, _ = qkv.shape
         heads, groups, dq, dv = ctx.dims
         hg = heads // groups
