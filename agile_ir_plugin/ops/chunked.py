@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from .window import HankelBias, hankel_table_grad, hankel_view
+from .window import (HankelBias, hankel_grad_by_x_, hankel_grad_by_x_shape, hankel_grad_from_by_x,
+                     hankel_view)
 
 #: Largest number of attention scores the ``chunked`` backend materialises at once (per chunk):
 #: 2**19 fp32 scores = 2 MiB, small enough to stay in cache (measured fastest on CPU).
@@ -46,23 +47,53 @@ def _bias_block(bias4, bs, rs):
     return bias4[_bias_block_index(bias4, bs, rs)]
 
 
+def _hankel_flash_forward(q, k, v, table, ws, scale):
+    """The CPU flash kernel over blocks of query rows, each block's bias rows copied from the table
+    into one reused buffer (no (heads, N, N) bias: a fresh buffer that size costs more in page
+    faults than the copy).  Returns (out, lse), or (None, None) if the kernel refuses."""
+    b, h, nq, _ = q.shape
+    nk = k.shape[2]
+    rows = nq if h * nq * nk <= CHUNK_ELEMENTS else max(ws, CHUNK_ELEMENTS // (h * nk) // ws * ws)
+    mask = q.new_empty(h * rows * nk)
+    outs, lses = [], []
+    try:
+        for r0 in range(0, nq, rows):
+            r1 = min(nq, r0 + rows)
+            block = hankel_view(table, ws, r0 // ws, r1 // ws)
+            m = mask[:block.numel()].view(block.shape)
+            m.copy_(block)
+            o, l = _CPU_FLASH(q[:, :, r0:r1], k, v, 0.0, False, attn_mask=m.view(1, h, r1 - r0, nk), scale=scale)
+            outs.append(o)
+            lses.append(l)
+    except RuntimeError:
+        return None, None
+    if len(outs) == 1:
+        return outs[0], lses[0]
+    return torch.cat(outs, dim=2), torch.cat(lses, dim=2)
+
+
 class _ChunkedAttention(torch.autograd.Function):
     """Exact attention keeping (q, k, v, bias, out, lse) for backward instead of the N x N matrices."""
 
     @staticmethod
     def forward(ctx, q, k, v, bias4, scale, table=None, window_size=None):
         b, h, nq, _ = q.shape
-        if table is not None:  # copied once for the forward, not kept (see HankelBias)
-            bias4 = HankelBias(table, window_size).materialize()
         nk = k.shape[2]
         acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
         out = lse = None
-        if _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]:
+        cpu_flash = _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]
+        if cpu_flash and table is not None:
+            out, lse = _hankel_flash_forward(q, k, v, table, window_size, scale)
+        elif table is not None:  # copied once for the forward, not kept (see HankelBias)
+            bias4 = HankelBias(table, window_size).materialize()
+        if cpu_flash and out is None:
             try:
                 mask = None if bias4 is None else bias4.to(q.dtype)
                 out, lse = _CPU_FLASH(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
             except RuntimeError:
                 out = lse = None
+        if out is None and table is not None and bias4 is None:
+            bias4 = HankelBias(table, window_size).materialize()
         if out is None:
             out = q.new_empty(b, h, nq, v.shape[-1])
             lse = q.new_empty(b, h, nq, dtype=acc)
@@ -104,10 +135,16 @@ class _ChunkedAttention(torch.autograd.Function):
         dq = torch.empty(q.shape, dtype=acc, device=q.device) if need_q else None
         dk_t = q.new_zeros((b, h, q.shape[-1], nk), dtype=acc) if need_k else None  # dk, dv kept transposed
         dv_t = q.new_zeros((b, h, v.shape[-1], nk), dtype=acc) if need_v else None
-        dbias = None
-        if need_bias:
-            dbias = torch.empty((1, h, nq, nk) if ws is not None else bias4.shape, dtype=acc, device=q.device)
+        dbias = by_x = None
         blocks = list(_blocks(b, h, nq, nk, q.device, 1 if ws is None else ws))
+        if need_bias and ws is None:
+            dbias = torch.empty(bias4.shape, dtype=acc, device=q.device)
+        elif need_bias:  # the table's gradient, streamed: a chunk's rows summed over windows, then
+            # over their anti-diagonals (by x here, by y at the end): no (heads, N, N) gradient
+            blocks.sort(key=lambda block: (block[1].start, block[0].start))  # windows inner
+            by_x = q.new_zeros(hankel_grad_by_x_shape(h, ws), dtype=acc)
+            rows_max = max(rs.stop - rs.start for _, rs in blocks)
+            row_grad = q.new_empty(h * rows_max * nk, dtype=acc)
         size = max((bs.stop - bs.start) * (rs.stop - rs.start) for bs, rs in blocks) * h * nk
         p_buf, ds_buf = q.new_empty(size, dtype=acc), q.new_empty(size, dtype=acc)  # reused by every chunk
         for bs, rs in blocks:
@@ -137,7 +174,16 @@ class _ChunkedAttention(torch.autograd.Function):
                     dv_t[bs] += grad_out[bs, :, rs].transpose(-2, -1) @ p
             ds = torch.matmul(g_aug[bs, :, rs], v_aug_t[bs], out=ds_buf[:n].view(shape))
             ds.mul_(p)  # dL/d(scores incl. bias)
-            if need_bias:
+            if need_bias and ws is not None:
+                part = ds.sum(0) if shape[0] > 1 else ds[0]
+                rg = row_grad[:part.numel()].view(part.shape)
+                if bs.start == 0:
+                    rg.copy_(part)
+                else:
+                    rg.add_(part)
+                if bs.stop == b:  # every window of these rows seen
+                    hankel_grad_by_x_(by_x, rg, ws, rs.start // ws)
+            elif need_bias:
                 reduce_dims = [i for i in range(4) if dbias.shape[i] == 1 and ds.shape[i] != 1]
                 part = ds.sum(reduce_dims, keepdim=True) if reduce_dims else ds
                 first = (dbias.shape[0] > 1 or bs.start == 0) and (dbias.shape[2] > 1 or rs.start == 0)
@@ -160,7 +206,7 @@ class _ChunkedAttention(torch.autograd.Function):
                  None if dv is None else dv.to(v.dtype))
         if ws is None:
             return grads + (None if dbias is None else dbias.to(bias4.dtype), None, None, None)
-        dtable = None if dbias is None else hankel_table_grad(dbias[0], ws).to(table_dtype)
+        dtable = None if by_x is None else hankel_grad_from_by_x(by_x, ws).to(table_dtype)
         return grads + (None, None, dtable, None)
 
 

@@ -69,19 +69,38 @@ def hankel_view(table, window_size, y0=0, y1=None):
                             table.storage_offset() + y0 * side)
 
 
+def hankel_grad_by_x_shape(heads, window_size):
+    return (heads, window_size, window_size, 2 * window_size - 1)
+
+
+def hankel_grad_by_x_(by_x, grad_rows, window_size, y0):
+    """First half of ``hankel_table_grad``, for the query rows ``y0 ...`` that ``grad_rows``
+    ((heads, rows, N) of the full view's gradient, whole window rows) holds: adds their sums over
+    ``xq + xk`` into ``by_x`` ((heads, ws, ws, 2ws-1): query row, key row, x offset)."""
+    ws = window_size
+    heads, ny = grad_rows.shape[0], grad_rows.shape[1] // ws
+    grad_rows = grad_rows.reshape(heads, ny, ws, ws, ws)  # (h, yq, xq, yk, xk)
+    target = by_x[:, y0:y0 + ny]
+    for xq in range(ws):
+        target[..., xq:xq + ws] += grad_rows[:, :, xq]
+    return by_x
+
+
+def hankel_grad_from_by_x(by_x, window_size):
+    """Second half: sums over ``yq + yk`` -> the (heads, 2ws-1, 2ws-1) table gradient."""
+    ws = window_size
+    out = by_x.new_zeros(by_x.shape[0], 2 * ws - 1, 2 * ws - 1)
+    for yq in range(ws):
+        out[:, yq:yq + ws] += by_x[:, yq]
+    return out
+
+
 def hankel_table_grad(grad, window_size):
     """The gradient of ``hankel_view``'s table from ``grad`` (heads, N, N) of the full view: each
     table entry gets the sum of its anti-diagonal (every (query, key) pair it was copied to)."""
-    ws = window_size
-    heads, side = grad.shape[-3], 2 * ws - 1
-    grad = grad.reshape(heads, ws, ws, ws, ws)  # (h, yi, xi, yj, xj)
-    by_x = grad.new_zeros(heads, ws, ws, side)  # summed over xi + xj: (h, yi, yj, x)
-    for xi in range(ws):
-        by_x[..., xi:xi + ws] += grad[:, :, xi]
-    out = grad.new_zeros(heads, side, side)
-    for yi in range(ws):
-        out[:, yi:yi + ws] += by_x[:, yi]
-    return out
+    by_x = grad.new_zeros(hankel_grad_by_x_shape(grad.shape[-3], window_size))
+    hankel_grad_by_x_(by_x, grad.reshape(grad.shape[-3], -1, grad.shape[-1]), window_size, 0)
+    return hankel_grad_from_by_x(by_x, window_size)
 
 
 class _HankelGather(torch.autograd.Function):
