@@ -1,6 +1,6 @@
 """AgileIR vs SwinIR-light: training memory vs batch (the paper's Figure 1), params, FLOPs, step time, quality proxy.
 
-``python tools/benchmark.py agileir [--batches 1 2 4 8] [--patch 64] [--proxy-iters 150]``
+``python tools/benchmark.py agileir [--batches 1 2 4 8] [--patch 64] [--proxy-iters 150] [--threads 2]``
 
 Memory is what autograd saves for backward in one training forward
 (``agile_ir_plugin.profiling.saved_activation_bytes``; deterministic on CPU) and, on CUDA, the
@@ -31,6 +31,7 @@ def add_arguments(parser):
     parser.add_argument('--patch', type=int, default=64, help='LR training patch (SwinIR-light: 64)')
     parser.add_argument('--step-batch', type=int, default=2, help='batch of the timed training step')
     parser.add_argument('--reps', type=int, default=7, help='timed training steps per model (after 1 warm-up)')
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--proxy-iters', type=int, default=150, help='quality proxy iterations (0: skip)')
     parser.add_argument('--proxy-batch', type=int, default=8)
@@ -86,22 +87,25 @@ def measure(args):
     y = torch.rand(args.step_batch, 3, 4 * args.patch, 4 * args.patch, device=device)
     opts = {name: torch.optim.Adam(m.parameters(), 2e-4) for name, m in models.items()}
     times = {name: [] for name in models}
+    cpu = {name: [] for name in models}  # process CPU time (all threads): less inflated by a busy machine
     for rep in range(args.reps + 1):
         order = list(models) if rep % 2 else list(models)[::-1]
         for name in order:
             model, opt = models[name], opts[name]
             if str(device).startswith('cuda'):
                 torch.cuda.synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             (model(x) - y).abs().mean().backward()
             opt.step()
             if str(device).startswith('cuda'):
                 torch.cuda.synchronize(device)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu_start)
     for name, ts in times.items():
         rows.append({'kind': 'step_time', 'model': name, 'batch': args.step_batch, 'patch': args.patch,
-                     'median_s': statistics.median(ts[1:]), 'min_s': min(ts[1:]), 'runs': len(ts) - 1})
+                     'median_s': statistics.median(ts[1:]), 'min_s': min(ts[1:]), 'runs': len(ts) - 1,
+                     'cpu_median_s': statistics.median(cpu[name][1:])})
     return rows
 
 
@@ -244,11 +248,14 @@ def _markdown(rows, meta):
     a, s = st['AgileIR'], st['SwinIR-light']
     lines += ['## Training step time', '',
               f"Forward + backward + Adam, batch {a['batch']}, LR patch {a['patch']}, {a['runs']} interleaved runs "
-              'after a warm-up, same process.', '', '| model | median (s) | min (s) |', '|---|---|---|',
-              f"| SwinIR-light | {s['median_s']:.3f} | {s['min_s']:.3f} |",
-              f"| AgileIR | {a['median_s']:.3f} | {a['min_s']:.3f} |", '',
-              f"AgileIR / SwinIR-light: {a['median_s'] / s['median_s']:.2f} (median), "
-              f"{a['min_s'] / s['min_s']:.2f} (min).", '']
+              f"after a warm-up, same process, {meta.get('threads', '?')} threads.", '',
+              '| model | median (s) | min (s) | median process CPU time (s) |', '|---|---|---|---|']
+    for name, r in (('SwinIR-light', s), ('AgileIR', a)):
+        cpu = f"{r['cpu_median_s']:.3f}" if 'cpu_median_s' in r else '—'
+        lines.append(f"| {name} | {r['median_s']:.3f} | {r['min_s']:.3f} | {cpu} |")
+    lines += ['', f"AgileIR / SwinIR-light: {a['median_s'] / s['median_s']:.2f} (median), "
+              f"{a['min_s'] / s['min_s']:.2f} (min)"
+              + (f", {a['cpu_median_s'] / s['cpu_median_s']:.2f} (CPU time)." if 'cpu_median_s' in a else '.'), '']
     proxy_rows = get('proxy')
     if proxy_rows:
         p0 = proxy_rows[0]
@@ -265,7 +272,10 @@ def _markdown(rows, meta):
 
 def main(args):
     torch.set_grad_enabled(True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     meta = metadata(args.device)
+    meta['threads'] = torch.get_num_threads()
     rows = measure(args)
     if args.proxy_iters > 0:
         rows += proxy(args)
