@@ -225,13 +225,13 @@ class WindowAttention(nn.Module):
             out = attention(qkv[0], qkv[1], qkv[2], bias=bias, backend=self.attn_backend, fallback=self.attn_fallback)
         else:
             # keys (and values) of each window in reversed order: the (key - query) bias becomes a
-            # strided view of the flipped table (HankelBias), copied out ~5x faster than gathered,
-            # and in training the chunked backend keeps neither it nor its gradient
+            # strided view of the flipped table (HankelBias), copied ~5x faster than gathered; on
+            # CPU never as a whole (rows at a time), and in training neither it nor its gradient is kept
             side = 2 * ws - 1
             table = self.relative_position_bias.view(heads, side, side).flip(1, 2)
             bias = HankelBias(table, ws, x.dtype)
-            if not _training_graph(qkv):
-                bias = bias.materialize()
+            if torch.is_grad_enabled() and not _training_graph(qkv):  # autograd records, but not our
+                bias = bias.materialize()  # training graph: the dense bias, through autograd
             out = attention(qkv[0], qkv[1].flip(2), qkv[2].flip(2), bias=bias, backend=self.attn_backend,
                             fallback=self.attn_fallback)
         out = out.view(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)

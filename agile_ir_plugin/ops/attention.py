@@ -52,7 +52,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .chunked import chunked_attention
+from .chunked import chunked_attention, hankel_flash_forward
 from .window import HankelBias
 
 try:  # PyTorch >= 2.5
@@ -347,6 +347,15 @@ def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
         stand_in = bias.stand_in()
         _check_inputs(q, k, v, stand_in)
         name, reason = (None, None) if q.device.type == 'cuda' else choose_backend(backend, q, stand_in, v, k)
+        if name == 'sdpa' and q.device.type == 'cpu' and not torch.compiler.is_compiling():
+            # the fused CPU flash kernel over blocks of query rows, the bias rows copied from the
+            # table into one buffer (no dense bias)
+            out, _ = hankel_flash_forward(q, k, v, bias.table.to(bias.dtype), bias.window_size,
+                                          q.shape[-1] ** -0.5 if scale is None else scale)
+            if out is not None:
+                if backend == 'auto':
+                    _log_choice(name, reason, q, k, v, stand_in)
+                return out
         if name != 'chunked':
             return attention(q, k, v, bias.materialize(), backend, scale, fallback)
         if backend == 'auto' and not torch.compiler.is_compiling():

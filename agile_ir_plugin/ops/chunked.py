@@ -47,7 +47,7 @@ def _bias_block(bias4, bs, rs):
     return bias4[_bias_block_index(bias4, bs, rs)]
 
 
-def _hankel_flash_forward(q, k, v, table, ws, scale):
+def hankel_flash_forward(q, k, v, table, ws, scale):
     """The CPU flash kernel over blocks of query rows, each block's bias rows copied from the table
     into one reused buffer (no (heads, N, N) bias: a fresh buffer that size costs more in page
     faults than the copy).  Returns (out, lse), or (None, None) if the kernel refuses."""
@@ -83,7 +83,7 @@ class _ChunkedAttention(torch.autograd.Function):
         out = lse = None
         cpu_flash = _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]
         if cpu_flash and table is not None:
-            out, lse = _hankel_flash_forward(q, k, v, table, window_size, scale)
+            out, lse = hankel_flash_forward(q, k, v, table, window_size, scale)
         elif table is not None:  # copied once for the forward, not kept (see HankelBias)
             bias4 = HankelBias(table, window_size).materialize()
         if cpu_flash and out is None:

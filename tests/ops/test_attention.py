@@ -229,3 +229,24 @@ def test_chunked_takes_a_hankel_bias_as_is(monkeypatch, chunk, dtype):
         assert rel_err(g, r) < tol
     saved, _ = saved_activation_bytes(lambda: A.attention(case.q, case.k, case.v, HankelBias(table, ws)).sum())
     assert saved < heads * (ws * ws) ** 2 * dtype.itemsize  # q, k, v, out, lse, table: less than one bias
+
+
+@pytest.mark.parametrize('chunk', [None, 2 ** 12])
+def test_hankel_bias_without_grad_runs_the_cpu_flash_kernel_by_rows(monkeypatch, chunk):
+    """Inference with a ``HankelBias`` on CPU: the fused flash kernel over blocks of query rows
+    (the bias rows copied from the table, no dense bias), equal to naive attention with the dense
+    bias; one row block or several (``chunk``)."""
+    from agile_ir_plugin.ops.window import HankelBias
+    if chunk:
+        monkeypatch.setattr(CHUNKED, 'CHUNK_ELEMENTS', chunk)
+    calls = []
+    real = CHUNKED.hankel_flash_forward
+    monkeypatch.setattr(A, 'hankel_flash_forward', lambda *a: calls.append(1) or real(*a))
+    ws, heads = 8, 2
+    case = Case(b=3, h=heads, n=ws * ws, d=4, bias=None)
+    table = torch.randn(heads, 2 * ws - 1, 2 * ws - 1, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = A.attention(case.q, case.k, case.v, HankelBias(table, ws), backend='auto')
+        ref = A.naive_attention(case.q, case.k, case.v, HankelBias(table, ws).materialize())
+    assert calls == [1]
+    assert rel_err(out, ref) < TOL[torch.float32]
