@@ -38,7 +38,11 @@ Beyond the paper, on memory (what autograd keeps for backward; see ``recompute``
   are never stored), LayerNorm -> fc1 -> GELU -> fc2 (keeps the MLP input).  Per layer and token
   that is ``3 * embed_dim + 2 * qk_dim`` floats saved, against about 19 x embed_dim for
   SwinIR-light.  With ``attn_backend='auto'`` on CPU the attention then runs the materialised
-  ``naive`` backend (nothing of it is stored, and it is the fastest there); elsewhere ``auto``.
+  ``naive`` softmax (nothing of it is stored, and it is the fastest there); elsewhere ``auto``.
+  In fp32 training on CPU with the ``naive`` backend (``auto`` there) attention + output projection
+  are one hand-written autograd function, ``_WindowAttentionProj`` (windows in cache-sized
+  chunks, in-place bias / softmax / softmax backward, CPU-BLAS-friendly operand layouts, no
+  autograd graph re-built in backward): same values and gradients, a faster step.
 - The cyclic shift + window partition (and their inverse) are one cached token permutation
   (a gather), the relative-position index is a buffer, and the shift mask and permutations are
   built once per padded input size and cached.
@@ -373,13 +377,14 @@ class GroupShiftedWindowAttention(nn.Module):
         return out.view(b, nw, heads, n, dv).transpose(2, 3).reshape(b, nw, n, self.dim)
 
     def _hand_written(self, qkv):
-        """Whether ``_WindowAttentionProj`` runs this call: recompute on, the ``naive`` backend,
-        autograd recording a gradient, no autocast (its forward and backward run in the input's
-        dtype) and not traced (Dynamo takes the checkpoint path of ``prefix_linear``)."""
+        """Whether ``_WindowAttentionProj`` runs this call: on CPU (where it was measured and
+        tested), recompute on, the ``naive`` backend, autograd recording a gradient, no autocast
+        (its forward and backward run in the input's dtype) and not traced (Dynamo takes the
+        checkpoint path of ``prefix_linear``)."""
         params = (qkv, self.relative_position_bias_table, self.proj.weight, self.proj.bias)
-        return (self.recompute and torch.is_grad_enabled() and any(t.requires_grad for t in params)
-                and self._backend(qkv) == 'naive' and not torch.is_autocast_enabled(qkv.device.type)
-                and not torch.compiler.is_compiling())
+        return (qkv.device.type == 'cpu' and self.recompute and torch.is_grad_enabled()
+                and any(t.requires_grad for t in params) and self._backend(qkv) == 'naive'
+                and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
 
     def forward(self, qkv_windows, mask=None):
         if self._hand_written(qkv_windows):
