@@ -265,6 +265,11 @@ def sdpa_attention(q, k, v, bias=None, scale=None):
     """SDPA restricted to fused kernels (raises "No available kernel" rather than running math)."""
     from torch.nn.attention import sdpa_kernel
     scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if isinstance(bias, HankelBias):  # CPU: the fused flash kernel by blocks of query rows, no dense bias
+        out, _ = hankel_flash_forward(q, k, v, bias.table.to(bias.dtype), bias.window_size, scale)
+        if out is None:
+            raise RuntimeError('the fused CPU flash kernel refused the inputs')
+        return out
     if bias is not None:
         bias = bias.to(q.dtype)
         if not torch.is_grad_enabled():  # the CPU kernel checks requires_grad, not the grad mode
@@ -339,32 +344,25 @@ def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
     one warning); by default that failure raises ``FusedAttentionError`` naming the inputs.
 
     ``bias`` may be a ``HankelBias`` (a relative-position bias as a view of its small table):
-    ``chunked`` takes it as is and keeps neither the dense bias nor its gradient; every other
-    backend gets it copied out (``materialize()``)."""
+    ``chunked`` takes it as is and keeps neither the dense bias nor its gradient, CPU ``sdpa``
+    copies it a block of query rows at a time; every other backend gets it copied out whole
+    (``materialize()``)."""
     if isinstance(bias, HankelBias):
-        # chosen on a stand-in of the same shape, dtype and grad requirement; on CUDA gathered
-        # first (its fused kernels are probed on the real bias's strides)
+        # chosen on a stand-in of the same shape, dtype and grad requirement; on CUDA (whose fused
+        # kernels are probed on the real bias's strides) and where no backend takes it as is: dense
         stand_in = bias.stand_in()
         _check_inputs(q, k, v, stand_in)
         name, reason = (None, None) if q.device.type == 'cuda' else choose_backend(backend, q, stand_in, v, k)
-        if name == 'sdpa' and q.device.type == 'cpu' and not torch.compiler.is_compiling():
-            # the fused CPU flash kernel over blocks of query rows, the bias rows copied from the
-            # table into one buffer (no dense bias)
-            out, _ = hankel_flash_forward(q, k, v, bias.table.to(bias.dtype), bias.window_size,
-                                          q.shape[-1] ** -0.5 if scale is None else scale)
-            if out is not None:
-                if backend == 'auto':
-                    _log_choice(name, reason, q, k, v, stand_in)
-                return out
-        if name != 'chunked':
+        takes_it = name == 'chunked' or (name == 'sdpa' and not torch.compiler.is_compiling())
+        if not takes_it:
             return attention(q, k, v, bias.materialize(), backend, scale, fallback)
-        if backend == 'auto' and not torch.compiler.is_compiling():
-            _log_choice(name, reason, q, k, v, stand_in)
-        return chunked_attention(q, k, v, bias, scale)
-    _check_inputs(q, k, v, bias)
-    name, reason = choose_backend(backend, q, bias, v, k)
+        log_bias = stand_in
+    else:
+        _check_inputs(q, k, v, bias)
+        name, reason = choose_backend(backend, q, bias, v, k)
+        log_bias = bias
     if backend == 'auto' and not torch.compiler.is_compiling():  # logging inside a graph: a graph break
-        _log_choice(name, reason, q, k, v, bias)
+        _log_choice(name, reason, q, k, v, log_bias)
     if name in ('naive', 'chunked'):
         return _IMPLS[name](q, k, v, bias, scale)
     try:
@@ -372,7 +370,7 @@ def attention(q, k, v, bias=None, backend='auto', scale=None, fallback=False):
     except torch.OutOfMemoryError:
         raise
     except Exception as err:  # kernel unavailable for these inputs / compilation failed (inputs were checked)
-        what = (f'attention backend {name!r} failed at run time for {describe_inputs(q, k, v, bias)} '
+        what = (f'attention backend {name!r} failed at run time for {describe_inputs(q, k, v, log_bias)} '
                 f'({type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ""})')
         if not fallback:
             raise FusedAttentionError(
