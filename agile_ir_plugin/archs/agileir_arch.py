@@ -173,12 +173,14 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     @staticmethod
     def _chunks(b, nw, heads, n):
-        """(slice of B', first window, last window + 1) per chunk; a chunk stays in one image."""
-        step = max(1, _SCORES_PER_CHUNK * torch.get_num_threads() // (heads * n * n))
-        for i in range(b):
-            for w0 in range(0, nw, step):
-                w1 = min(nw, w0 + step)
-                yield slice((i * nw + w0) * heads, (i * nw + w1) * heads), w0, w1
+        """(slice of B', first window, last window + 1) per chunk, windows counted over all images;
+        chunks of equal size (within one window), as few as the size per chunk allows (each op
+        on a chunk is one parallel region)."""
+        count = -(-b * nw * heads * n * n // (_SCORES_PER_CHUNK * torch.get_num_threads()))
+        step = -(-b * nw // count)
+        for w0 in range(0, b * nw, step):
+            w1 = min(b * nw, w0 + step)
+            yield slice(w0 * heads, w1 * heads), w0, w1
 
     @staticmethod
     def _probs(q_s, k_t, bias, mask, chunk):
@@ -187,8 +189,12 @@ class _WindowAttentionProj(torch.autograd.Function):
         heads, n = bias.shape[:2]
         s = torch.bmm(q_s[rows], k_t[rows])
         s4 = s.view(-1, heads, n, n).add_(bias)
-        if mask is not None:
-            s4.add_(mask[w0:w1].unsqueeze(1))
+        if mask is not None:  # window w of the flattened batch has the mask of window w % nW
+            nw, start = mask.shape[0], w0
+            while start < w1:  # one add per image the chunk touches
+                stop = min(w1, (start // nw + 1) * nw)
+                s4[start - w0:stop - w0].add_(mask[start % nw:start % nw + stop - start].unsqueeze(1))
+                start = stop
         return torch.ops.aten._softmax.out(s, -1, False, out=s)
 
     @staticmethod

@@ -32,8 +32,8 @@ def _grads(attn, qkv, mask, weights):
 @pytest.mark.parametrize('shifted', [False, True])
 @pytest.mark.parametrize('groups,qk_dim', [(1, 12), (2, 8)])
 def test_hand_written_attention_matches_autograd(groups, qk_dim, shifted, qkv_grad, chunk_windows, monkeypatch):
-    if chunk_windows:  # chunks of 4 windows: [0, 4) and [4, 6) of each image
-        monkeypatch.setattr(agileir_arch, '_SCORES_PER_CHUNK', chunk_windows * 4 * 16 * 16)
+    if chunk_windows:  # chunks of 4 windows over both images: [0, 4), [4, 8) (across them), [8, 12)
+        monkeypatch.setattr(agileir_arch, '_SCORES_PER_CHUNK', chunk_windows * 4 * 16 * 16 // torch.get_num_threads())
     ours, ref = _attention(groups, qk_dim, True), _attention(groups, qk_dim, False)
     geometry = AgileIR(window_size=4).geometry(8, 12, torch.device('cpu'), torch.float64)
     mask = geometry['mask'] if shifted else None  # (6, 16, 16): 2 x 3 windows of 4 x 4 tokens
