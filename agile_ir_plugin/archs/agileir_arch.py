@@ -208,11 +208,12 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, table, mask, weight, bias, index, dims, scale):
-        ctx.save_for_backward(qkv, table, mask, weight, bias)
-        ctx.index, ctx.dims, ctx.scale = index, dims, scale  # index: a view of a constant buffer
         b, nw, n, _ = qkv.shape
         heads, dv = dims[0], dims[3]
         q_s, k_t, v_t = _WindowAttentionProj._operands(qkv, dims, scale)
+        # the operands are kept instead of qkv (the same number of floats; not copied out again)
+        ctx.save_for_backward(q_s, k_t, v_t, table, mask, weight, bias)
+        ctx.index, ctx.dims, ctx.scale, ctx.shape = index, dims, scale, qkv.shape  # index: a constant buffer's view
         pos = _WindowAttentionProj._bias(table, index, heads, n)
         o = qkv.new_empty(q_s.shape[0], n, dv)
         for chunk in _WindowAttentionProj._chunks(b, nw, heads, n):
@@ -222,16 +223,15 @@ class _WindowAttentionProj(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        qkv, table, mask, weight, bias = ctx.saved_tensors
+        q_s, k_t, v_t, table, mask, weight, bias = ctx.saved_tensors
         index = ctx.index
-        b, nw, n, _ = qkv.shape
+        b, nw, n, _ = ctx.shape
         heads, groups, dq, dv = ctx.dims
         hg = heads // groups
         need_w, need_inputs = ctx.needs_input_grad[3], ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        q_s, k_t, v_t = _WindowAttentionProj._operands(qkv, ctx.dims, ctx.scale)
         pos = _WindowAttentionProj._bias(table, index, heads, n)
         g2d = grad_out.reshape(-1, grad_out.shape[-1])
-        o = qkv.new_empty(q_s.shape[0], n, dv) if need_w else None
+        o = q_s.new_empty(q_s.shape[0], n, dv) if need_w else None
         if need_inputs:
             d_o_t = (g2d @ weight).view(b, nw, n, heads, dv).permute(0, 1, 3, 4, 2).reshape(-1, dv, n)  # dO^T
             d_v_t, d_q, d_k_t = torch.empty_like(v_t), torch.empty_like(q_s), torch.empty_like(k_t)
@@ -255,12 +255,12 @@ class _WindowAttentionProj(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_table = torch.zeros_like(table).index_add_(0, index, d_pos.permute(1, 2, 0).reshape(n * n, heads))
         if ctx.needs_input_grad[0]:
-            grad_qkv = qkv.new_empty(b, nw, n, groups, 2 * hg * dq + hg * dv)
+            grad_qkv = q_s.new_empty(b, nw, n, groups, 2 * hg * dq + hg * dv)
             gq, gk, gv = (t.unflatten(-1, (hg, -1)) for t in grad_qkv.split([hg * dq, hg * dq, hg * dv], -1))
             torch.mul(d_q.view(b, nw, groups, hg, n, dq).permute(0, 1, 4, 2, 3, 5), ctx.scale, out=gq)
             gk.copy_(d_k_t.view(b, nw, groups, hg, dq, n).permute(0, 1, 5, 2, 3, 4))
             gv.copy_(d_v_t.view(b, nw, groups, hg, dv, n).permute(0, 1, 5, 2, 3, 4))
-            grad_qkv = grad_qkv.view(qkv.shape)
+            grad_qkv = grad_qkv.view(ctx.shape)
         return grad_qkv, grad_table, None, grad_w, grad_b, None, None, None
 
 
