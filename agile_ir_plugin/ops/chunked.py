@@ -6,9 +6,10 @@ backward recomputes the probabilities a few windows at a time (at most ``CHUNK_E
 at once) and returns gradients for q, k, v and the bias.
 
 A relative-position bias can be passed as a ``HankelBias`` (``ops/window.py``: a strided view of a
-small table): the forward copies it once for the kernel and drops it, and the backward copies each
-chunk's rows straight into its score buffer, so neither the (heads, N, N) bias nor its gradient is
-kept between forward and backward; the table's gradient is returned directly.
+small table): the CPU forward copies it a block of query rows at a time into one buffer for the
+fused kernel (elsewhere it is copied out whole and dropped), and the backward copies each chunk's
+rows straight into its score buffer, so neither the (heads, N, N) bias nor its gradient is kept
+between forward and backward; the table's gradient is returned directly.
 """
 import math
 
@@ -82,9 +83,9 @@ class _ChunkedAttention(torch.autograd.Function):
         acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in >= fp32
         out = lse = None
         cpu_flash = _CPU_FLASH is not None and q.device.type == 'cpu' and v.shape[-1] == q.shape[-1]
-        if cpu_flash and table is not None:
+        if cpu_flash and table is not None:  # a block of query rows at a time, no dense bias
             out, lse = hankel_flash_forward(q, k, v, table, window_size, scale)
-        elif table is not None:  # copied once for the forward, not kept (see HankelBias)
+        if out is None and table is not None:  # copied out whole for this forward, not kept
             bias4 = HankelBias(table, window_size).materialize()
         if cpu_flash and out is None:
             try:
@@ -92,8 +93,6 @@ class _ChunkedAttention(torch.autograd.Function):
                 out, lse = _CPU_FLASH(q, k, v, 0.0, False, attn_mask=mask, scale=scale)
             except RuntimeError:
                 out = lse = None
-        if out is None and table is not None and bias4 is None:
-            bias4 = HankelBias(table, window_size).materialize()
         if out is None:
             out = q.new_empty(b, h, nq, v.shape[-1])
             lse = q.new_empty(b, h, nq, dtype=acc)

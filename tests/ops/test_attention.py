@@ -250,3 +250,16 @@ def test_hankel_bias_without_grad_runs_the_cpu_flash_kernel_by_rows(monkeypatch,
         ref = A.naive_attention(case.q, case.k, case.v, HankelBias(table, ws).materialize())
     assert calls == [1]
     assert rel_err(out, ref) < TOL[torch.float32]
+
+
+def test_hankel_bias_when_the_row_blocked_cpu_kernel_refuses(monkeypatch):
+    """If the row-blocked CPU flash forward refuses, the chunked backend still attends with the
+    bias (copied out whole), never without it."""
+    from agile_ir_plugin.ops.window import HankelBias
+    monkeypatch.setattr(CHUNKED, 'hankel_flash_forward', lambda *a: (None, None))
+    ws, heads = 8, 2
+    case = Case(b=2, h=heads, n=ws * ws, d=4, bias=None, dtype=torch.float64)
+    table = torch.randn(heads, 2 * ws - 1, 2 * ws - 1, dtype=torch.float64, requires_grad=True)
+    out = CHUNKED.chunked_attention(case.q, case.k, case.v, HankelBias(table, ws))
+    ref = A.naive_attention(case.q, case.k, case.v, HankelBias(table, ws).materialize())
+    assert rel_err(out, ref) < 1e-12
