@@ -120,6 +120,17 @@ def models_from_args(args):
     return specs
 
 
+def preflight(path, opt, args, own_datasets=True):
+    """BasicSR's preflight, as train and test run it (``tool='leaderboard'``): every problem of the
+    options file (keys, network, checkpoint, data folders, ``--out``) raised at once as a
+    ``PreflightError`` (one ``error:`` line each) before anything is written; warnings are logged.
+    ``own_datasets=False`` leaves out the file's datasets when flags replace them."""
+    from agile_ir_plugin.basicsr.preflight import run_preflight
+    checked = {k: v for k, v in opt.items() if own_datasets or k != 'datasets'}
+    for line in run_preflight(checked, tool='leaderboard', out_dir=args.out):
+        logging.warning('%s: %s', path, line)
+
+
 def models_from_options(path, args):
     """One model spec from a BasicSR test YAML (network_g, path.pretrain_network_g, param_key_g,
     strict_load_g, datasets test_*/val_* with dataroot_gt/dataroot_lq/filename_tmpl, tile)."""
@@ -128,10 +139,7 @@ def models_from_options(path, args):
     if not path.is_file():
         raise FileNotFoundError(f'options file not found: {path}')
     opt = yaml.safe_load(path.read_text()) or {}
-    from agile_ir_plugin.basicsr.preflight import run_preflight  # the checks train and test run (one line each)
-    for line in run_preflight({k: v for k, v in opt.items() if not (k == 'datasets' and args.datasets)},
-                              tool='leaderboard', out_dir=args.out):
-        logging.warning('%s: %s', path, line)
+    preflight(path, opt, args, own_datasets=not args.datasets)
     net = dict(opt.get('network_g') or {})
     if 'type' not in net:
         raise ValueError(f'{path}: no network_g.type')

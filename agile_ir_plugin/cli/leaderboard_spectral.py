@@ -87,7 +87,9 @@ def spectral_models_from_options(path, args):
     """One model spec from a spectral test/train YAML (network_g, path.pretrain_network_g, param_key_g,
     strict_load_g, HSIDataset test_*/val_* datasets, val.metrics.*.crop_border); the spectral flags
     replace the options file's datasets."""
+    from .leaderboard import preflight
     opt = _load_options(path)
+    preflight(path, opt, args, own_datasets=not (args.gt_dir or args.rgb_dir))
     net = dict(opt.get('network_g') or {})
     if 'type' not in net:
         raise ValueError(f'{path}: no network_g.type')
