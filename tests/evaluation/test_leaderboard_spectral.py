@@ -108,17 +108,23 @@ def test_cli_rows_equal_evaluate_spectral_and_report_has_spectral_columns(ntire,
     assert 'SSIM' not in md and '### Efficiency' not in md
 
 
-def test_options_file_gives_model_datasets_and_crop_border(ntire, tiny_mstpp, tmp_path):
+def tiny_options(ntire, ckpt, crop_border):
     """The shipped MST++ test options with paths, network and crop border shrunk to the tiny set."""
     gt_dir, rgb_dir, valid_list = ntire
-    model, ckpt = tiny_mstpp
     opt = load_yaml(REPO_ROOT / 'options' / 'test_mstpp_ntire.yml')
     opt['datasets']['test_1'].update(dataroot_gt=str(gt_dir), dataroot_lq=str(rgb_dir),
                                      meta_info_file=str(valid_list))
     opt['network_g'].update(TINY)
     opt['path']['pretrain_network_g'] = str(ckpt)
     for metric in opt['val']['metrics'].values():
-        metric['crop_border'] = 5
+        metric['crop_border'] = crop_border
+    return opt
+
+
+def test_options_file_gives_model_datasets_and_crop_border(ntire, tiny_mstpp, tmp_path):
+    gt_dir, rgb_dir, valid_list = ntire
+    model, ckpt = tiny_mstpp
+    opt = tiny_options(ntire, ckpt, crop_border=5)
     options = dump_yaml(opt, tmp_path / 'test_tiny.yml')
     out = tmp_path / 'board'
     assert _leaderboard_main()(['-opt', str(options), '--device', 'cpu', '--out', str(out)]) == 0

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from conftest import REPO_ROOT, dump_yaml, load_yaml
-from test_leaderboard_spectral import TINY, _leaderboard_main, write_ntire_set
+from conftest import dump_yaml
+from test_leaderboard_spectral import TINY, _leaderboard_main, tiny_options, write_ntire_set
 
 from agile_ir_plugin.archs import MSTPlusPlus
 
@@ -24,18 +24,10 @@ def one_thread():
 
 def _tiny_options(tmp_path):
     """The shipped MST++ test options pointed at a tiny NTIRE-style set and a tiny checkpoint."""
-    gt_dir, rgb_dir, valid_list = write_ntire_set(tmp_path / 'ARAD_1K')
     torch.manual_seed(0)
     ckpt = tmp_path / 'mstpp_tiny.pth'
     torch.save({'params': MSTPlusPlus(**TINY).state_dict()}, ckpt)
-    opt = load_yaml(REPO_ROOT / 'options' / 'test_mstpp_ntire.yml')
-    opt['datasets']['test_1'].update(dataroot_gt=str(gt_dir), dataroot_lq=str(rgb_dir),
-                                     meta_info_file=str(valid_list))
-    opt['network_g'].update(TINY)
-    opt['path']['pretrain_network_g'] = str(ckpt)
-    for metric in opt['val']['metrics'].values():
-        metric['crop_border'] = 2
-    return opt
+    return tiny_options(write_ntire_set(tmp_path / 'ARAD_1K'), ckpt, crop_border=2)
 
 
 def test_spectral_options_problems_are_one_error_line_each_before_anything_is_written(tmp_path, capsys):
