@@ -46,9 +46,10 @@ Differences from the official code (none changes the function or the checkpoint 
 - training keeps less for backward (same values and gradients): each ConvFFN keeps two of its
   three hidden maps (``_FFNMiddle`` recomputes the GELU between them) and the window attention's
   position bias is a ``HankelBias`` (the keys of each window taken in reversed order make it a
-  strided view of the flipped table): the exact ``chunked`` backend copies it once in forward
-  and each chunk's rows again in backward, keeping neither the bias nor its gradient;
-  ESC x4 at 1x3x64x64: 386 -> 265 MiB kept, 0.28x the official Naive path's 938 MiB;
+  strided view of the flipped table): on CPU the fused kernel gets it a block of query rows at
+  a time, and the exact ``chunked`` backward copies each chunk's rows again, keeping neither the
+  bias nor its gradient (only the small table); ESC x4 at 1x3x64x64: 386 -> 267 MiB kept, 0.28x
+  the official Naive path's 938 MiB;
 - x3/x4 training can start from the x2 ``params_ema`` as the official code does: the
   checkpoint's ``to_img`` (sub-pixel) conv is resized to this scale by ``resize_state_dict`` (see
   ``resize_to_img``), only when asked (BasicSR options: ``train.resize_pretrain_g: true``).  A plain

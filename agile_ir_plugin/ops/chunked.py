@@ -27,12 +27,18 @@ _CPU_FLASH = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cp
 _LOG2E = math.log2(math.e)
 
 
+def _block_rows(h, nq, nk, limit, row_multiple=1):
+    """Query rows per chunk of <= ``limit`` scores: all of them while they fit, else a multiple of
+    ``row_multiple`` (at least one multiple)."""
+    return nq if h * nq * nk <= limit else max(row_multiple, limit // (h * nk) // row_multiple * row_multiple)
+
+
 def _blocks(b, h, nq, nk, device, row_multiple=1):
     """Chunks of the (batch, query rows) space holding <= CHUNK_ELEMENTS scores (CUDA: more):
     whole windows while they fit (measured fastest on CPU), else blocks of query rows (a multiple
     of ``row_multiple`` rows)."""
     limit = CHUNK_ELEMENTS if device.type == 'cpu' else CUDA_CHUNK_ELEMENTS
-    rows = nq if h * nq * nk <= limit else max(row_multiple, limit // (h * nk) // row_multiple * row_multiple)
+    rows = _block_rows(h, nq, nk, limit, row_multiple)
     batch = max(1, limit // (h * rows * nk))
     for b0 in range(0, b, batch):
         for r0 in range(0, nq, rows):
@@ -54,7 +60,7 @@ def hankel_flash_forward(q, k, v, table, ws, scale):
     faults than the copy).  Returns (out, lse), or (None, None) if the kernel refuses."""
     b, h, nq, _ = q.shape
     nk = k.shape[2]
-    rows = nq if h * nq * nk <= CHUNK_ELEMENTS else max(ws, CHUNK_ELEMENTS // (h * nk) // ws * ws)
+    rows = _block_rows(h, nq, nk, CHUNK_ELEMENTS, ws)
     mask = q.new_empty(h * rows * nk)
     outs, lses = [], []
     try:
